@@ -1,0 +1,158 @@
+"""`dinolab <command>`: pretrain, eval, config. Errors a user can cause are one line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from dinolab.config.loader import ConfigError, list_presets, load_config, load_saved_config, to_yaml
+from dinolab.train.monitor import NonFiniteLossError
+
+log = logging.getLogger("dinolab")
+
+
+def _split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
+    """Positional words without '=' are paths; words with '=' are config overrides."""
+    paths = [s for s in items if "=" not in s]
+    return paths, [s for s in items if "=" in s]
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from dinolab.train.pretrain import pretrain
+
+    paths, overrides = _split_overrides(args.items)
+    if len(paths) > 1:
+        raise ConfigError(f"Expected one image folder, got {paths}: overrides need key=value.")
+    if args.resume:
+        run_dir = Path(args.resume)
+        saved = run_dir / "config.yaml"
+        if not saved.is_file():
+            raise FileNotFoundError(
+                f"Run directory '{run_dir}' has no config.yaml and no "
+                "checkpoint to resume from: check the path."
+            )
+        cfg = load_saved_config(saved)
+        cfg = load_config(base=_as_dict(cfg), overrides=overrides + [f"out_dir={run_dir}"])
+    else:
+        cfg = load_config(args.preset, overrides)
+        if paths:
+            cfg.data.path = paths[0]
+    summary = pretrain(cfg, resume=bool(args.resume))
+    _print_summary(summary)
+    return 0
+
+
+def _as_dict(cfg) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.structured(cfg))
+
+
+def _print_summary(summary: dict) -> None:
+    run = summary["run_dir"]
+    print(f"\nrun directory   {run}")
+    print(f"epochs / steps  {summary['epochs']} / {summary['steps']}")
+    print(f"checkpoint      {run}/checkpoint.pth")
+    print(f"teacher         {summary.get('teacher_backbone')}")
+    print(f"metrics         {run}/metrics.jsonl  (TensorBoard: {run}/tensorboard)")
+    if summary.get("curves"):
+        print(f"curves          {summary['curves']}")
+    if summary.get("skipped_images"):
+        print(f"skipped images  {summary['skipped_images']} unreadable files (see the log)")
+    if "knn" in summary:
+        from dinolab.eval.knn import knn_table
+
+        print("\n" + knn_table(summary["knn"]))
+
+
+def cmd_eval_knn(args: argparse.Namespace) -> int:
+    from dinolab.eval.knn import knn_table, run_knn
+    from dinolab.train.export import load_run_backbone
+
+    backbone, cfg = load_run_backbone(args.run)
+    image_size = args.image_size or cfg.eval.image_size or cfg.data.global_size
+    out_dir = Path(args.out) if args.out else Path(args.run)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = run_knn(
+        backbone,
+        args.train,
+        args.val,
+        image_size=image_size,
+        ks=args.k,
+        temperature=args.temperature,
+        out_dir=out_dir,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        mean=tuple(cfg.data.mean),
+        std=tuple(cfg.data.std),
+    )
+    print(knn_table(result))
+    print(f"written to {out_dir}/knn.json and knn.md")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    print(to_yaml(load_config(args.preset, args.overrides)), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dinolab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pretrain", help="self-supervised DINO pretraining on a folder of images")
+    p.add_argument(
+        "items",
+        nargs="*",
+        metavar="PATH | key=value",
+        help="image folder (or .txt file list) and config overrides",
+    )
+    p.add_argument("--preset", help=f"one of {', '.join(list_presets())} or a .yaml path")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.set_defaults(func=cmd_pretrain)
+
+    e = sub.add_parser("eval", help="evaluate a backbone").add_subparsers(
+        dest="protocol", required=True
+    )
+    k = e.add_parser("knn", help="weighted k-NN on frozen teacher features")
+    k.add_argument("--run", required=True, help="run directory (or a teacher .safetensors)")
+    k.add_argument("--train", required=True, help="labelled image folder (class subfolders)")
+    k.add_argument("--val", required=True, help="labelled image folder to classify")
+    k.add_argument("--k", type=int, nargs="+", default=[10, 20, 100, 200])
+    k.add_argument("--temperature", type=float, default=0.07)
+    k.add_argument("--image-size", type=int, default=0, help="default: the run's eval size")
+    k.add_argument("--batch-size", type=int, default=128)
+    k.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    k.add_argument("--out", help="where to write knn.json / knn.md (default: the run dir)")
+    k.set_defaults(func=cmd_eval_knn)
+
+    c = sub.add_parser("config", help="print the resolved config (every key with its value)")
+    c.add_argument("overrides", nargs="*", metavar="key=value")
+    c.add_argument("--preset")
+    c.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError, FileExistsError, ValueError, NonFiniteLossError) as exc:
+        if os.environ.get("DINOLAB_DEBUG"):
+            raise
+        print(f"dinolab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "dinolab: interrupted; resume with `dinolab pretrain --resume RUN_DIR`.",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

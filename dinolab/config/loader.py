@@ -1,0 +1,110 @@
+"""Build a resolved `Config`: schema defaults <- preset yaml <- `key=value` overrides.
+
+OmegaConf's structured configs do the type checking; this module turns its exceptions into one
+sentence a user can act on (which key, what was wrong, how to fix it).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from dinolab.config.schema import Config
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+class ConfigError(ValueError):
+    """A configuration mistake the user can fix (unknown key, wrong type, missing preset)."""
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _preset_path(preset: str) -> Path:
+    path = Path(preset)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    path = PRESET_DIR / f"{preset}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"Unknown preset '{preset}': choose one of {', '.join(list_presets())} "
+            "or pass a path to a .yaml file."
+        )
+    return path
+
+
+def _all_keys(node: DictConfig, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in node.items_ex(resolve=False):
+        full = f"{prefix}{key}"
+        keys.append(full)
+        if isinstance(value, DictConfig):
+            keys.extend(_all_keys(value, full + "."))
+    return keys
+
+
+def _explain(exc: OmegaConfBaseException, schema: DictConfig, source: str) -> ConfigError:
+    key = getattr(exc, "full_key", None) or ""
+    if isinstance(exc, ConfigKeyError) or "not in struct" in str(exc) or "Key '" in str(exc):
+        close = difflib.get_close_matches(key, _all_keys(schema), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        return ConfigError(f"Unknown config key '{key}' in {source}.{hint}")
+    if isinstance(exc, ValidationError):
+        expected = getattr(exc, "ref_type", None) or "the schema's type"
+        return ConfigError(
+            f"Config key '{key}' in {source} has the wrong type "
+            f"({exc.msg.splitlines()[0]}); expected {expected}."
+        )
+    return ConfigError(f"Bad configuration in {source}: {exc}")
+
+
+def _merge(base: DictConfig, other, schema: DictConfig, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, other)
+    except OmegaConfBaseException as exc:
+        raise _explain(exc, schema, source) from None
+
+
+def load_config(
+    preset: str | None = None, overrides: list[str] | None = None, base: dict | None = None
+) -> Config:
+    """Resolve defaults, then `base` (e.g. a saved run's config), a preset, then overrides."""
+    schema = OmegaConf.structured(Config)
+    cfg = schema
+    if base is not None:
+        cfg = _merge(cfg, base, schema, "the saved run config")
+    if preset:
+        path = _preset_path(preset)
+        cfg = _merge(cfg, OmegaConf.load(path), schema, f"preset '{path.name}'")
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(
+                f"Override '{item}' is not of the form key=value (e.g. train.epochs=5)."
+            )
+        try:
+            dotlist = OmegaConf.from_dotlist([item])
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"Cannot parse override '{item}': {exc}") from None
+        cfg = _merge(cfg, dotlist, schema, f"override '{item}'")
+    return OmegaConf.to_object(cfg)
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(to_yaml(cfg))
+
+
+def load_saved_config(path: str | Path) -> Config:
+    """Read a run's resolved `config.yaml` back into a typed Config."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"No config.yaml at '{path}': is this a dinolab run directory?")
+    return load_config(base=OmegaConf.load(path))

@@ -1,0 +1,127 @@
+"""Every configuration key of dinolab with its default, as typed dataclasses.
+
+This is the one exhaustive default config; presets in `presets/*.yaml` override a few keys,
+and `key=value` overrides on the command line override both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelConfig:
+    """The backbone (the network whose features we keep)."""
+
+    arch: str = "vit_small"  # vit_tiny | vit_small | vit_base | vit_large | vit_giant2 | resnet50
+    patch_size: int = 16
+    img_size: int = 224  # size the position embedding is stored for; other sizes interpolate
+    drop_path_rate: float = 0.1
+    num_register_tokens: int = 0
+    layerscale_init: float | None = None  # e.g. 1e-5 for DINOv2; None disables LayerScale
+    ffn: str = "auto"  # auto (the arch's own: swiglu for vit_giant2) | mlp | swiglu
+    qkv_bias: bool = True
+    attn_impl: str = "auto"  # auto | sdpa | math ("math" = explicit softmax(q k^T) v)
+    # Custom sizes; 0 keeps the arch's own (e.g. a 2-block ViT for tests or tiny data).
+    embed_dim: int = 0
+    depth: int = 0
+    num_heads: int = 0
+
+
+@dataclass
+class HeadConfig:
+    """The DINO projection head: MLP -> bottleneck -> L2 norm -> weight-normalised prototypes."""
+
+    out_dim: int = 65536
+    hidden_dim: int = 2048
+    bottleneck_dim: int = 256
+    nlayers: int = 3
+    norm_last_layer: bool = True
+    freeze_last_layer_epochs: int = 1
+
+
+@dataclass
+class DataConfig:
+    """Where the images are and how they are cut into views."""
+
+    path: str = ""  # folder of images (recursive), an ImageFolder root, or a .txt file list
+    format: str = "auto"  # auto | folder | imagefolder | filelist
+    global_size: int = 224
+    local_size: int = 96
+    num_local_crops: int = 8
+    global_scale: list[float] = field(default_factory=lambda: [0.4, 1.0])
+    local_scale: list[float] = field(default_factory=lambda: [0.05, 0.4])
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    num_workers: int = 4
+    cache_decoded: bool = False  # keep decoded images in RAM (small datasets only)
+
+
+@dataclass
+class LossConfig:
+    """The DINO objective: temperatures and centring."""
+
+    student_temp: float = 0.1
+    teacher_temp_start: float = 0.04
+    teacher_temp: float = 0.07
+    teacher_temp_warmup_epochs: int = 30
+    center_momentum: float = 0.9
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with per-iteration schedules; lr = base_lr * total_batch / 256."""
+
+    base_lr: float = 0.0005
+    min_lr: float = 1e-6
+    warmup_epochs: int = 10
+    weight_decay: float = 0.04
+    weight_decay_end: float = 0.4
+    clip_grad: float = 3.0  # 0 disables clipping
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    momentum_teacher: float = 0.996
+    momentum_teacher_end: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """The loop: length, batch, precision, checkpoints and logs."""
+
+    epochs: int = 100
+    batch_size: int = 64  # per process
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "bf16"  # bf16 | fp32 (bf16 = autocast; weights stay fp32)
+    max_steps: int = 0  # stop after this many optimizer steps in total (0 = no limit)
+    checkpoint_every_epochs: int = 1
+    checkpoint_every_steps: int = 0  # also checkpoint mid-epoch every N steps (0 = off)
+    keep_checkpoints: int = 1  # numbered snapshots kept besides checkpoint.pth (0 = none)
+    log_every_steps: int = 10
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """k-NN health check at the end of pretraining (optional)."""
+
+    train: str = ""  # labelled ImageFolder for the k-NN memory bank
+    val: str = ""  # labelled ImageFolder to classify
+    k: list[int] = field(default_factory=lambda: [10, 20, 100, 200])
+    temperature: float = 0.07
+    image_size: int = 0  # 0 = data.global_size
+    batch_size: int = 128
+
+
+@dataclass
+class Config:
+    """A whole run. Saved resolved as `config.yaml` in the run directory."""
+
+    out_dir: str = "runs/dino"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)

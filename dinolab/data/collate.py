@@ -1,0 +1,59 @@
+"""Batch samples from `datasets`: drop the ones that failed to decode and say which.
+
+Multi-crop views are stacked view-major (all images' view 0, then all images' view 1, ...),
+so `global_crops.chunk(2)` gives the two global views and the loss can pair views by chunk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def _view_major(good: list[dict[str, Any]], key: str) -> torch.Tensor | None:
+    views = [s["image"][key] for s in good]
+    if not views[0]:
+        return None
+    return torch.stack([crops[v] for v in range(len(views[0])) for crops in views])
+
+
+def collate_multicrop(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Samples of `MultiCropAugmentation` output -> view-major crop tensors.
+
+    Returns {"global_crops": Tensor[2B,3,G,G], "local_crops": Tensor[N*B,3,L,L] or None,
+    "num_images": B, "indices": LongTensor[B], "skipped": [error strings]}; a batch in which
+    every sample failed has num_images == 0 and None crops (the trainer skips it).
+    """
+    good = [s for s in samples if "error" not in s]
+    skipped = [s["error"] for s in samples if "error" in s]
+    indices = torch.tensor([s["index"] for s in good], dtype=torch.long)
+    if not good:
+        return {
+            "global_crops": None,
+            "local_crops": None,
+            "num_images": 0,
+            "indices": indices,
+            "skipped": skipped,
+        }
+    return {
+        "global_crops": _view_major(good, "global_crops"),
+        "local_crops": _view_major(good, "local_crops"),
+        "num_images": len(good),
+        "indices": indices,
+        "skipped": skipped,
+    }
+
+
+def collate_labeled(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Samples with one tensor image each -> {"images", "labels", "indices", "num_images",
+    "skipped"}; images is None when every sample failed."""
+    good = [s for s in samples if "error" not in s]
+    skipped = [s["error"] for s in samples if "error" in s]
+    return {
+        "images": torch.stack([s["image"] for s in good]) if good else None,
+        "labels": torch.tensor([s["label"] for s in good], dtype=torch.long),
+        "indices": torch.tensor([s["index"] for s in good], dtype=torch.long),
+        "num_images": len(good),
+        "skipped": skipped,
+    }

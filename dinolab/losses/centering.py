@@ -1,0 +1,85 @@
+"""How raw teacher scores become target distributions without collapsing.
+
+Two ways, both computed in float32 whatever the autocast dtype of the logits:
+
+- `EMACenter` (DINO): subtract a running mean of the teacher scores, then sharpen with a low
+  temperature. The mean is global: batch sums and row counts are summed over all processes.
+- `sinkhorn_knopp` (DINOv2 / SwAV): rescale exp(scores / temp) so that each row sums to 1 and
+  the prototypes are used equally across the global batch. Stateless.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from dinolab.train.distributed import all_reduce_max, all_reduce_sum
+
+
+class EMACenter(nn.Module):
+    """Running centre of the teacher scores, a buffer `center` of shape [1, dim].
+
+    Note: the method is `probs`, not `apply`, because `nn.Module.apply(fn)` is used by
+    model code to initialise weights recursively and must not be shadowed.
+    """
+
+    center: Tensor
+
+    def __init__(self, dim: int, momentum: float = 0.9) -> None:
+        super().__init__()
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"center_momentum must be in [0, 1], got {momentum}.")
+        self.momentum = momentum
+        self.register_buffer("center", torch.zeros(1, dim, dtype=torch.float32))
+
+    def probs(self, teacher_logits: Tensor, temp: float) -> Tensor:
+        """softmax((teacher_logits - center) / temp) in float32, without gradient."""
+        with torch.no_grad():
+            return torch.softmax((teacher_logits.float() - self.center) / temp, dim=-1)
+
+    def forward(self, teacher_logits: Tensor, temp: float) -> Tensor:
+        return self.probs(teacher_logits, temp)
+
+    @torch.no_grad()
+    def update(self, teacher_logits: Tensor) -> None:
+        """center <- m * center + (1 - m) * (global mean of the rows of teacher_logits).
+
+        The batch sum and the row count travel in one all-reduce, so ranks with unequal
+        batches still give the exact global mean.
+        """
+        t = teacher_logits.detach().float()
+        packed = torch.cat([t.sum(dim=0), t.new_tensor([t.shape[0]])])
+        all_reduce_sum(packed)
+        mean = (packed[:-1] / packed[-1]).unsqueeze(0)
+        self.center.mul_(self.momentum).add_(mean, alpha=1.0 - self.momentum)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.center.shape[-1]}, momentum={self.momentum}"
+
+
+@torch.no_grad()
+def sinkhorn_knopp(teacher_logits: Tensor, temp: float, n_iterations: int = 3) -> Tensor:
+    """Teacher targets [B, K] whose rows sum to 1 and whose prototype marginals tend to B/K.
+
+    DINOv2's algorithm (alternately give every prototype mass 1/K over the global batch and
+    every sample mass 1/B), run in the log domain so that no score range can overflow or
+    underflow a whole row. Sums over samples are reduced across processes.
+    """
+    if n_iterations < 1:
+        raise ValueError(f"sinkhorn_knopp needs n_iterations >= 1, got {n_iterations}.")
+    log_q = teacher_logits.detach().float() / temp  # [B, K]
+    log_k = math.log(log_q.shape[1])
+    log_b = torch.log(all_reduce_sum(log_q.new_tensor([float(log_q.shape[0])])))
+    for _ in range(n_iterations):
+        log_q -= _logsumexp_over_samples(log_q) + log_k
+        log_q -= torch.logsumexp(log_q, dim=1, keepdim=True) + log_b
+    return torch.exp(log_q + log_b)
+
+
+def _logsumexp_over_samples(x: Tensor) -> Tensor:
+    """log sum_b exp(x[b, k]) over the samples of every process, shape [1, K]."""
+    m = all_reduce_max(x.amax(dim=0, keepdim=True))
+    s = all_reduce_sum(torch.exp(x - m).sum(dim=0, keepdim=True))
+    return m + torch.log(s)

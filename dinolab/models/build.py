@@ -1,0 +1,70 @@
+"""Build the backbone and the head from the typed config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from dinolab.config.schema import HeadConfig, ModelConfig
+from dinolab.models.heads import DINOHead
+from dinolab.models.resnet import ResNetBackbone
+from dinolab.models.vision_transformer import (
+    vit_base,
+    vit_giant2,
+    vit_large,
+    vit_small,
+    vit_tiny,
+)
+
+VIT_FACTORIES: dict[str, Callable[..., nn.Module]] = {
+    "vit_tiny": vit_tiny,
+    "vit_small": vit_small,
+    "vit_base": vit_base,
+    "vit_large": vit_large,
+    "vit_giant2": vit_giant2,
+}
+RESNET_ARCHS = ("resnet50",)
+KNOWN_ARCHS = tuple(VIT_FACTORIES) + RESNET_ARCHS
+
+
+def build_backbone(cfg: ModelConfig) -> nn.Module:
+    """A randomly initialised backbone for `cfg.arch` (ViT fields are ignored for ResNets)."""
+    if cfg.arch in RESNET_ARCHS:
+        return ResNetBackbone(cfg.arch)
+    if cfg.arch not in VIT_FACTORIES:
+        raise ValueError(
+            f"model.arch {cfg.arch!r} is unknown; use one of {', '.join(KNOWN_ARCHS)}."
+        )
+    sizes = {
+        k: v
+        for k, v in (
+            ("embed_dim", cfg.embed_dim),
+            ("depth", cfg.depth),
+            ("num_heads", cfg.num_heads),
+        )
+        if v > 0
+    }
+    return VIT_FACTORIES[cfg.arch](
+        **sizes,
+        patch_size=cfg.patch_size,
+        img_size=cfg.img_size,
+        drop_path_rate=cfg.drop_path_rate,
+        num_register_tokens=cfg.num_register_tokens,
+        layerscale_init=cfg.layerscale_init,
+        ffn=cfg.ffn,
+        qkv_bias=cfg.qkv_bias,
+        attn_impl=cfg.attn_impl,
+    )
+
+
+def build_head(cfg: HeadConfig, in_dim: int) -> DINOHead:
+    """The DINO head on top of a backbone with `in_dim` features."""
+    return DINOHead(
+        in_dim,
+        cfg.out_dim,
+        hidden_dim=cfg.hidden_dim,
+        bottleneck_dim=cfg.bottleneck_dim,
+        nlayers=cfg.nlayers,
+        norm_last_layer=cfg.norm_last_layer,
+    )

@@ -1,0 +1,58 @@
+"""Multi-head self-attention with a fused qkv projection and a choice of kernel."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ATTN_IMPLS = ("auto", "sdpa", "math")
+
+
+class Attention(nn.Module):
+    """Self-attention laid out like DINO / DINOv2 (`qkv`, `proj`) so checkpoints load as is.
+
+    `attn_impl` picks the kernel: "sdpa" is `F.scaled_dot_product_attention` (flash /
+    memory-efficient on GPUs), "math" the explicit softmax(q k^T / sqrt(d)) v, which on CPU in
+    bf16 is faster for the short sequences of ViT crops; "auto" chooses per call from the
+    input's device (math on CPU, sdpa elsewhere).
+    """
+
+    def __init__(
+        self, dim: int, num_heads: int = 8, qkv_bias: bool = True, attn_impl: str = "auto"
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed dim {dim} is not divisible by num_heads {num_heads}.")
+        if attn_impl not in ATTN_IMPLS:
+            raise ValueError(f"attn_impl {attn_impl!r} is unknown; use one of {ATTN_IMPLS}.")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.attn_impl = attn_impl
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def _use_sdpa(self, x: torch.Tensor) -> bool:
+        if self.attn_impl == "auto":
+            return x.device.type != "cpu"
+        return self.attn_impl == "sdpa"
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False) -> torch.Tensor:
+        """[B, N, D] -> [B, N, D]; with `return_attention`, the softmax weights [B, h, N, N].
+
+        The weights are what attention maps are drawn from; that path always uses the
+        explicit kernel since SDPA does not expose them.
+        """
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each [B, h, N, d]
+        if self._use_sdpa(x) and not return_attention:
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
+            attn = (q * self.scale) @ k.transpose(-2, -1)
+            attn = attn.softmax(dim=-1)
+            if return_attention:
+                return attn
+            out = attn @ v
+        return self.proj(out.transpose(1, 2).reshape(B, N, C))

@@ -1,0 +1,67 @@
+"""torchvision ResNet as a DINO backbone, with the same named outputs as the ViT."""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+
+RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+
+
+class ResNetBackbone(nn.Module):
+    """A torchvision ResNet (random init) without its classifier.
+
+    The stages are registered under torchvision's own names (`conv1`, `bn1`, `layer1`..),
+    so the published DINO ResNet-50 weights load as they are. The last feature map plays
+    the role of the patch tokens (one per 32x32 pixels), its average the CLS token.
+    """
+
+    def __init__(self, name: str = "resnet50") -> None:
+        super().__init__()
+        if name not in RESNETS:
+            raise ValueError(f"ResNet {name!r} is unknown; use one of {RESNETS}.")
+        net = getattr(torchvision.models, name)(weights=None)
+        self.embed_dim = self.num_features = net.fc.in_features
+        self.patch_size = 32
+        self.num_register_tokens = 0
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = (
+            net.layer1,
+            net.layer2,
+            net.layer3,
+            net.layer4,
+        )
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's output [B, C, H/32, W/32]."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward_features(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> dict:
+        """Named outputs like `VisionTransformer.forward_features` (no registers, no masking)."""
+        if masks is not None:
+            raise ValueError(
+                "a ResNet backbone cannot take patch masks; use a ViT for masked (iBOT) training."
+            )
+        fmap = self.feature_map(x)
+        patch = fmap.flatten(2).transpose(1, 2)  # [B, HW, C]
+        cls = patch.mean(dim=1)
+        return {
+            "x_norm_clstoken": cls,
+            "x_norm_regtokens": patch.new_zeros(patch.shape[0], 0, patch.shape[2]),
+            "x_norm_patchtokens": patch,
+            "x_prenorm": torch.cat((cls.unsqueeze(1), patch), dim=1),
+            "masks": None,
+        }
+
+    def forward_features_list(
+        self, xs: list[torch.Tensor], masks_list: list[torch.Tensor | None] | None = None
+    ) -> list[dict]:
+        """One `forward_features` per resolution group."""
+        masks_list = masks_list if masks_list is not None else [None] * len(xs)
+        return [self.forward_features(x, m) for x, m in zip(xs, masks_list, strict=True)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Globally average-pooled features [B, C]."""
+        return self.feature_map(x).mean(dim=(2, 3))

@@ -1,0 +1,104 @@
+"""AdamW for DINO: parameter groups, per-step schedules, per-parameter clipping, frozen head.
+
+Follows the released DINO code: no weight decay on biases and 1-D parameters (norms,
+LayerScale), lr and wd set from the schedules every iteration, each parameter's gradient
+clipped to `max_norm` on its own, and the head's last layer frozen for the first epoch(s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+def param_groups(model: nn.Module) -> list[dict]:
+    """Two AdamW groups: regularised weights, and biases / 1-D parameters without decay.
+
+    Frozen parameters (requires_grad False) are left out. Groups may carry optional
+    `lr_multiplier` / `wd_multiplier` keys (e.g. layer-wise lr decay), honoured by
+    `apply_schedules`.
+    """
+    regularized, not_regularized = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.endswith(".bias") or p.ndim <= 1:
+            not_regularized.append(p)
+        else:
+            regularized.append(p)
+    return [
+        {"params": regularized, "apply_wd": True, "name": "decay"},
+        {"params": not_regularized, "apply_wd": False, "weight_decay": 0.0, "name": "no_decay"},
+    ]
+
+
+def build_optimizer(model: nn.Module, betas: Sequence[float] = (0.9, 0.999)) -> torch.optim.AdamW:
+    """AdamW over `param_groups(model)`; lr and wd start at 0 and are set by `apply_schedules`.
+
+    Uses the fused kernel when every parameter is on CUDA, the multi-tensor one otherwise.
+    """
+    groups = [g for g in param_groups(model) if g["params"]]
+    if not groups:
+        raise ValueError(
+            "The model has no trainable parameters: check that requires_grad is not disabled."
+        )
+    params = [p for g in groups for p in g["params"]]
+    on_cuda = all(p.device.type == "cuda" for p in params)
+    kernel = {"fused": True} if on_cuda else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=0.0, weight_decay=0.0, betas=tuple(betas), **kernel)
+
+
+def apply_schedules(optimizer: torch.optim.Optimizer, lr: float, wd: float) -> None:
+    """Set this step's lr on every group and wd on the groups that apply it.
+
+    A group without an `apply_wd` key is treated as regularised.
+    """
+    for g in optimizer.param_groups:
+        g["lr"] = lr * g.get("lr_multiplier", 1.0)
+        if g.get("apply_wd", True):
+            g["weight_decay"] = wd * g.get("wd_multiplier", 1.0)
+
+
+@torch.no_grad()
+def clip_gradients(model: nn.Module, max_norm: float) -> Tensor:
+    """Clip each parameter's gradient to L2 norm `max_norm` separately (DINO), in place.
+
+    Vectorised with foreach kernels and free of host syncs. Returns the total gradient norm
+    before clipping (a 0-dim tensor, for logging). `max_norm <= 0` only measures.
+    """
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    norms = torch._foreach_norm(grads)
+    device = grads[0].device
+    total = torch.linalg.vector_norm(torch.stack([n.to(device, torch.float32) for n in norms]))
+    if max_norm > 0:
+        coefs = torch._foreach_add(norms, 1e-6)
+        torch._foreach_reciprocal_(coefs)
+        torch._foreach_mul_(coefs, max_norm)
+        torch._foreach_clamp_max_(coefs, 1.0)
+        torch._foreach_mul_(grads, coefs)
+    return total
+
+
+def cancel_last_layer_gradients(module: nn.Module, epoch: int, freeze_epochs: int) -> None:
+    """Drop the gradients of every `last_layer` parameter while epoch < freeze_epochs.
+
+    DINO keeps the prototypes fixed for the first epoch, which stabilises early training.
+    `module` may be the head or any module containing it (names are matched on
+    "last_layer"). With grad None, AdamW leaves those parameters and their moments alone.
+    """
+    if epoch >= freeze_epochs:
+        return
+    found = False
+    for name, p in module.named_parameters():
+        if "last_layer" in name:
+            p.grad = None
+            found = True
+    if not found:
+        raise ValueError(
+            f"{type(module).__name__} has no 'last_layer' parameters to freeze: pass the DINO "
+            "head (or the network containing it), or set head.freeze_last_layer_epochs=0."
+        )

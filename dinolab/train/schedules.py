@@ -1,0 +1,78 @@
+"""Per-iteration schedules of a DINO run, precomputed as arrays indexed by the global step.
+
+Precomputing keeps the step loop trivial (`lr = schedules["lr"][it]`) and makes resuming
+exact: the step counter alone restores every hyper-parameter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dinolab.config.schema import Config
+
+
+def cosine_schedule(
+    base_value: float,
+    final_value: float,
+    epochs: int,
+    iters_per_epoch: int,
+    warmup_epochs: float = 0,
+    start_warmup_value: float = 0.0,
+) -> np.ndarray:
+    """DINO's `cosine_scheduler`: linear warm-up to base_value, then cosine to final_value.
+
+    Length epochs * iters_per_epoch. A warm-up longer than the run is cut where the run ends
+    (the ramp keeps the slope of the configured warm-up).
+    """
+    total = int(epochs * iters_per_epoch)
+    warmup_iters = int(warmup_epochs * iters_per_epoch)
+    warmup = np.linspace(start_warmup_value, base_value, warmup_iters) if warmup_iters > 0 else []
+    iters = np.arange(max(total - warmup_iters, 0))
+    cosine = final_value + 0.5 * (base_value - final_value) * (
+        1 + np.cos(np.pi * iters / max(len(iters), 1))
+    )
+    return np.concatenate((warmup, cosine))[:total].astype(np.float64)
+
+
+def teacher_temp_schedule(
+    start: float, end: float, warmup_epochs: float, epochs: int, iters_per_epoch: int
+) -> np.ndarray:
+    """Teacher temperature per iteration: linear start -> end over the warm-up, then end.
+
+    DINO steps it once per epoch; per iteration is the same ramp, only smoother.
+    """
+    total = int(epochs * iters_per_epoch)
+    warmup_iters = int(warmup_epochs * iters_per_epoch)
+    ramp = np.linspace(start, end, warmup_iters) if warmup_iters > 0 else np.array([])
+    flat = np.full(max(total - warmup_iters, 0), end, dtype=np.float64)
+    return np.concatenate((ramp, flat))[:total].astype(np.float64)
+
+
+def build_schedules(cfg: Config, iters_per_epoch: int, total_batch: int) -> dict[str, np.ndarray]:
+    """All schedules of a run, each of length train.epochs * iters_per_epoch.
+
+    Keys: `lr` (peak optim.base_lr * total_batch / 256 after a warm-up from 0, cosine to
+    optim.min_lr), `wd` (cosine weight_decay -> weight_decay_end), `momentum` (teacher EMA,
+    cosine momentum_teacher -> momentum_teacher_end), `teacher_temp`.
+    """
+    if iters_per_epoch < 1:
+        raise ValueError(
+            f"An epoch has {iters_per_epoch} iterations: the dataset is smaller than one batch; "
+            "add images or lower train.batch_size."
+        )
+    o, epochs = cfg.optim, cfg.train.epochs
+    peak_lr = o.base_lr * total_batch / 256.0
+    return {
+        "lr": cosine_schedule(peak_lr, o.min_lr, epochs, iters_per_epoch, o.warmup_epochs),
+        "wd": cosine_schedule(o.weight_decay, o.weight_decay_end, epochs, iters_per_epoch),
+        "momentum": cosine_schedule(
+            o.momentum_teacher, o.momentum_teacher_end, epochs, iters_per_epoch
+        ),
+        "teacher_temp": teacher_temp_schedule(
+            cfg.loss.teacher_temp_start,
+            cfg.loss.teacher_temp,
+            cfg.loss.teacher_temp_warmup_epochs,
+            epochs,
+            iters_per_epoch,
+        ),
+    }

@@ -1,0 +1,67 @@
+import pytest
+
+from dinolab.config.loader import (
+    ConfigError,
+    list_presets,
+    load_config,
+    load_saved_config,
+    save_config,
+)
+from dinolab.config.schema import Config
+
+
+def test_defaults_are_the_schema():
+    assert load_config() == Config()
+
+
+def test_preset_then_overrides():
+    cfg = load_config("cifar10_vit_tiny", ["train.epochs=3", "data.global_scale=[0.3,1.0]"])
+    assert cfg.model.arch == "vit_tiny" and cfg.model.patch_size == 4
+    assert cfg.train.epochs == 3
+    assert cfg.data.global_scale == [0.3, 1.0]
+    assert cfg.optim.weight_decay_end == 0.4  # untouched default
+
+
+@pytest.mark.parametrize("preset", ["quickstart", "cifar10_vit_tiny", "dino_vits16", "dino_vitb8"])
+def test_required_presets_exist_and_load(preset):
+    assert preset in list_presets()
+    assert isinstance(load_config(preset), Config)
+
+
+def test_paper_recipe_values():
+    cfg = load_config("dino_vits16")
+    assert (cfg.model.arch, cfg.model.patch_size, cfg.head.out_dim) == ("vit_small", 16, 65536)
+    assert (cfg.loss.teacher_temp_start, cfg.loss.teacher_temp) == (0.04, 0.07)
+    assert cfg.loss.teacher_temp_warmup_epochs == 30
+    assert cfg.optim.momentum_teacher == 0.996 and cfg.loss.center_momentum == 0.9
+
+
+def test_unknown_key_is_one_clear_sentence_with_a_suggestion():
+    with pytest.raises(ConfigError, match=r"Unknown config key 'train.epoch'.*train.epochs"):
+        load_config(overrides=["train.epoch=3"])
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError, match="train.epochs"):
+        load_config(overrides=["train.epochs=many"])
+
+
+def test_unknown_preset_lists_known_ones():
+    with pytest.raises(ConfigError, match="quickstart"):
+        load_config("nope")
+
+
+def test_override_without_equals():
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(overrides=["train.epochs"])
+
+
+def test_saved_config_round_trip(tmp_path):
+    cfg = load_config("quickstart", ["train.seed=7", "data.path=/x/y"])
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_saved_config(tmp_path / "config.yaml") == cfg
+
+
+def test_missing_saved_config(tmp_path):
+    with pytest.raises(ConfigError, match="No config.yaml"):
+        load_saved_config(tmp_path / "config.yaml")

@@ -1,0 +1,99 @@
+"""EMA centring and Sinkhorn-Knopp, on one process and on two (gloo)."""
+
+import math
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from dinolab.losses import EMACenter, sinkhorn_knopp
+
+
+def test_center_starts_at_zero_and_updates_by_ema():
+    c = EMACenter(2, momentum=0.9)
+    assert torch.equal(c.center, torch.zeros(1, 2))
+    c.update(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))  # batch mean [2, 3]
+    assert c.center[0].tolist() == pytest.approx([0.2, 0.3])
+    c.update(torch.tensor([[0.0, 0.0], [2.0, -2.0]]))  # batch mean [1, -1]
+    # 0.9 * [0.2, 0.3] + 0.1 * [1, -1] = [0.28, 0.17]
+    assert c.center[0].tolist() == pytest.approx([0.28, 0.17])
+    assert [k for k, _ in c.named_buffers()] == ["center"]
+
+
+def test_probs_subtracts_centre_then_sharpens():
+    c = EMACenter(2)
+    c.center.copy_(torch.tensor([[1.0, 0.0]]))
+    p = c.probs(torch.tensor([[1.0, 0.5]]), temp=0.5)
+    # (t - c) / temp = [0, 1] -> softmax = [1, e] / (1 + e)
+    e = math.e
+    assert p[0].tolist() == pytest.approx([1 / (1 + e), e / (1 + e)])
+    assert p.dtype == torch.float32 and not p.requires_grad
+
+
+def test_momentum_out_of_range_is_rejected():
+    with pytest.raises(ValueError, match="center_momentum must be in"):
+        EMACenter(3, momentum=1.5)
+
+
+def test_sinkhorn_rows_sum_to_one_and_prototypes_balance():
+    torch.manual_seed(0)
+    logits = torch.randn(12, 4)
+    q = sinkhorn_knopp(logits, temp=0.1, n_iterations=100)
+    torch.testing.assert_close(q.sum(dim=1), torch.ones(12))
+    # Converged: every prototype gets B / K = 3 of the mass.
+    torch.testing.assert_close(q.sum(dim=0), torch.full((4,), 3.0), rtol=1e-3, atol=1e-3)
+
+
+def _dinov2_reference(logits, temp, n_iterations=3):
+    """Literal transcription of DINOv2's single-process sinkhorn_knopp_teacher."""
+    q = torch.exp(logits.double() / temp).t()
+    b, k = q.shape[1], q.shape[0]
+    q /= q.sum()
+    for _ in range(n_iterations):
+        q /= q.sum(dim=1, keepdim=True)
+        q /= k
+        q /= q.sum(dim=0, keepdim=True)
+        q /= b
+    return (q * b).t()
+
+
+def test_sinkhorn_matches_dinov2_reference():
+    torch.manual_seed(1)
+    logits = torch.randn(6, 5)
+    ref = _dinov2_reference(logits, 0.1).float()
+    torch.testing.assert_close(sinkhorn_knopp(logits, temp=0.1), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_sinkhorn_ignores_a_constant_shift_and_does_not_overflow():
+    logits = torch.tensor([[0.2, 0.1, -0.3], [0.0, 0.5, 0.1]])
+    a = sinkhorn_knopp(logits, temp=0.04)
+    b = sinkhorn_knopp(logits + 1000.0, temp=0.04)
+    assert torch.isfinite(b).all()
+    torch.testing.assert_close(a, b)
+
+
+def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        full = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]])
+        mine = full[:1] if rank == 0 else full[1:]  # unequal batches: 1 row and 3 rows
+        c = EMACenter(2, momentum=0.9)
+        c.update(mine)
+        scores = torch.randn(4, 3, generator=torch.Generator().manual_seed(7))
+        q = sinkhorn_knopp(scores[:1] if rank == 0 else scores[1:], temp=0.1)
+        torch.save({"center": c.center, "q": q}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_processes_use_the_global_batch(tmp_path):
+    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    # Global mean of rows [1,2], [3,4], [5,6], [7,8] is [4, 5] (not the mean of rank means).
+    for r in (r0, r1):
+        assert r["center"][0].tolist() == pytest.approx([0.4, 0.5])
+    # Sinkhorn over ranks equals Sinkhorn over the concatenated batch on one process.
+    full = torch.randn(4, 3, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(torch.cat([r0["q"], r1["q"]]), sinkhorn_knopp(full, temp=0.1))

@@ -1,0 +1,107 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from dinolab.cli import main
+from dinolab.train.checkpoint import load_checkpoint
+
+from .train.conftest import make_images
+
+TINY = [
+    "model.arch=vit_tiny",
+    "model.patch_size=8",
+    "model.img_size=32",
+    "model.embed_dim=32",
+    "model.depth=2",
+    "model.num_heads=2",
+    "head.out_dim=64",
+    "head.hidden_dim=64",
+    "head.bottleneck_dim=16",
+    "data.global_size=32",
+    "data.local_size=16",
+    "data.num_local_crops=2",
+    "data.num_workers=0",
+    "train.batch_size=8",
+    "train.precision=fp32",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "optim.warmup_epochs=0",
+]
+
+
+def test_config_prints_resolved_yaml(capsys):
+    assert main(["config", "--preset", "quickstart", "train.epochs=3"]) == 0
+    out = capsys.readouterr().out
+    assert "epochs: 3" in out and "arch: vit_tiny" in out
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    assert main(["pretrain", str(tmp_path / "missing"), "train.epoch=2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dinolab: error: Unknown config key 'train.epoch'")
+    assert "\n" not in err
+    assert main(["pretrain", str(tmp_path / "missing"), f"out_dir={tmp_path / 'r'}"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["pretrain", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "no config.yaml" in capsys.readouterr().err
+
+
+def test_pretrain_then_eval_knn(tmp_path, capsys):
+    data = tmp_path / "labelled"
+    for c in range(2):
+        make_images(data / "train" / f"class{c}", n=8, seed=c)
+        make_images(data / "val" / f"class{c}", n=4, seed=10 + c)
+    run = tmp_path / "run"
+    assert main(["pretrain", str(data / "train"), f"out_dir={run}", "train.epochs=1", *TINY]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "knn",
+                "--run",
+                str(run),
+                "--train",
+                str(data / "train"),
+                "--val",
+                str(data / "val"),
+                "--k",
+                "1",
+                "5",
+                "--precision",
+                "fp32",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "| 1 |" in out and "| 5 |" in out
+    assert (run / "knn.json").is_file() and (run / "knn.md").is_file()
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    data = make_images(tmp_path / "images", n=24)
+    common = [*TINY, "train.epochs=3", "train.checkpoint_every_steps=1"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert main(["pretrain", str(data), f"out_dir={straight}", *common]) == 0
+
+    cmd = [sys.executable, "-m", "dinolab", "pretrain", str(data), f"out_dir={killed}", *common]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    ckpt = killed / "checkpoint.pth"
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.is_file() and load_checkpoint(ckpt)["global_step"] >= 2:
+            break
+        time.sleep(0.05)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert main(["pretrain", "--resume", str(killed)]) == 0
+    a = load_checkpoint(straight / "checkpoint.pth")["model"]
+    b = load_checkpoint(ckpt)["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

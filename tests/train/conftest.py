@@ -1,0 +1,59 @@
+"""A tiny synthetic image folder and a tiny config, shared by the trainer tests."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dinolab.config.loader import load_config
+
+
+def make_images(root, n=24, size=32, seed=0):
+    """Coloured rectangles on noisy backgrounds: structure a network can learn a little."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        img = (rng.random((size, size, 3)) * 60).astype(np.uint8)
+        colour = rng.integers(80, 256, 3)
+        x0, y0 = rng.integers(0, size // 2, 2)
+        w, h = rng.integers(size // 4, size // 2, 2)
+        img[y0 : y0 + h, x0 : x0 + w] = colour
+        Image.fromarray(img).save(root / f"img_{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    return make_images(tmp_path / "images")
+
+
+def tiny_config(data_path, out_dir, **overrides):
+    base = {
+        "model.arch": "vit_tiny",
+        "model.patch_size": 8,
+        "model.img_size": 32,
+        "model.embed_dim": 32,
+        "model.depth": 2,
+        "model.num_heads": 2,
+        "model.drop_path_rate": 0.1,
+        "head.out_dim": 64,
+        "head.hidden_dim": 64,
+        "head.bottleneck_dim": 16,
+        "data.global_size": 32,
+        "data.local_size": 16,
+        "data.num_local_crops": 2,
+        "data.num_workers": 0,
+        "data.path": str(data_path),
+        "train.batch_size": 8,
+        "train.epochs": 2,
+        "train.precision": "fp32",
+        "train.progress": False,
+        "train.tensorboard": False,
+        "train.log_every_steps": 1,
+        "train.keep_checkpoints": 0,
+        "optim.warmup_epochs": 0,
+        "optim.base_lr": 0.002,
+        "loss.teacher_temp_warmup_epochs": 0,
+        "out_dir": str(out_dir),
+    }
+    base.update(overrides)
+    return load_config(overrides=[f"{k}={v}" for k, v in base.items()])

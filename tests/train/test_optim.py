@@ -1,0 +1,131 @@
+"""Parameter groups, schedules on the optimizer, per-parameter clipping, frozen last layer."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from dinolab.train.optim import (
+    apply_schedules,
+    build_optimizer,
+    cancel_last_layer_gradients,
+    clip_gradients,
+    param_groups,
+)
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, 4))  # 3-D: decayed, as in DINO
+        self.fc = nn.Linear(3, 4)
+        self.norm = nn.LayerNorm(4)
+        self.gamma = nn.Parameter(torch.ones(4))  # LayerScale-like, 1-D
+        self.frozen = nn.Linear(4, 4)
+        self.frozen.requires_grad_(False)
+
+
+def _ids(params):
+    return {id(p) for p in params}
+
+
+def test_param_groups_split_bias_and_1d_and_skip_frozen():
+    m = Tiny()
+    decay, no_decay = param_groups(m)
+    assert _ids(decay["params"]) == _ids([m.cls_token, m.fc.weight])
+    assert _ids(no_decay["params"]) == _ids([m.fc.bias, m.norm.weight, m.norm.bias, m.gamma])
+    assert decay["apply_wd"] is True
+    assert no_decay["apply_wd"] is False and no_decay["weight_decay"] == 0.0
+
+
+def test_build_optimizer_and_apply_schedules_decay_only_weights():
+    m = Tiny()
+    opt = build_optimizer(m, betas=(0.9, 0.95))
+    assert isinstance(opt, torch.optim.AdamW)
+    assert opt.defaults["foreach"] and not opt.defaults["fused"]  # CPU parameters
+    assert opt.defaults["betas"] == (0.9, 0.95)
+    apply_schedules(opt, lr=0.1, wd=1.0)
+    assert [g["lr"] for g in opt.param_groups] == [0.1, 0.1]
+    assert [g["weight_decay"] for g in opt.param_groups] == [1.0, 0.0]
+    # With zero gradients AdamW's step is pure decoupled decay: w <- w * (1 - lr * wd).
+    with torch.no_grad():
+        m.fc.weight.fill_(2.0)
+        m.fc.bias.fill_(2.0)
+    for p in m.parameters():
+        p.grad = torch.zeros_like(p) if p.requires_grad else None
+    opt.step()
+    assert torch.allclose(m.fc.weight, torch.full((4, 3), 2.0 * 0.9))
+    assert torch.equal(m.fc.bias, torch.full((4,), 2.0))
+
+
+def test_apply_schedules_honours_multipliers():
+    p, q = nn.Parameter(torch.zeros(2, 2)), nn.Parameter(torch.zeros(2))
+    opt = torch.optim.AdamW(
+        [
+            {"params": [p], "apply_wd": True, "lr_multiplier": 0.2, "wd_multiplier": 0.5},
+            {"params": [q], "apply_wd": False, "weight_decay": 0.0},
+        ]
+    )
+    apply_schedules(opt, lr=1.0, wd=0.4)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.2)
+    assert opt.param_groups[0]["weight_decay"] == pytest.approx(0.2)
+    assert opt.param_groups[1]["lr"] == 1.0 and opt.param_groups[1]["weight_decay"] == 0.0
+
+
+def test_optimizer_needs_trainable_parameters():
+    m = nn.Linear(2, 2).requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        build_optimizer(m)
+
+
+def test_clipping_is_per_parameter():
+    m = nn.Linear(2, 2)
+    m.weight.grad = torch.tensor([[6.0, 0.0], [0.0, 8.0]])  # norm 10
+    m.bias.grad = torch.tensor([0.6, 0.8])  # norm 1, below the limit
+    total = clip_gradients(m, max_norm=3.0)
+    assert total.item() == pytest.approx(math.sqrt(10.0**2 + 1.0**2))
+    # weight rescaled to norm 3 in the same direction; bias untouched.
+    torch.testing.assert_close(m.weight.grad, torch.tensor([[1.8, 0.0], [0.0, 2.4]]))
+    assert torch.equal(m.bias.grad, torch.tensor([0.6, 0.8]))
+    assert torch.linalg.vector_norm(m.weight.grad).item() == pytest.approx(3.0, rel=1e-5)
+
+
+def test_clipping_disabled_only_measures_and_skips_missing_grads():
+    m = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    m[0].weight.grad = torch.full((2, 2), 5.0)  # norm 10; the rest have no grad
+    total = clip_gradients(m, max_norm=0.0)
+    assert total.item() == pytest.approx(10.0)
+    assert torch.equal(m[0].weight.grad, torch.full((2, 2), 5.0))
+    assert clip_gradients(nn.Linear(2, 2), 3.0).item() == 0.0
+
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mlp = nn.Linear(3, 3)
+        self.last_layer = nn.Linear(3, 5, bias=False)
+
+
+def _with_grads(module):
+    for p in module.parameters():
+        p.grad = torch.ones_like(p)
+    return module
+
+
+def test_cancel_last_layer_only_during_freeze():
+    head = _with_grads(Head())
+    cancel_last_layer_gradients(head, epoch=0, freeze_epochs=1)
+    assert head.last_layer.weight.grad is None
+    assert head.mlp.weight.grad is not None and head.mlp.bias.grad is not None
+    head = _with_grads(Head())
+    cancel_last_layer_gradients(head, epoch=1, freeze_epochs=1)
+    assert head.last_layer.weight.grad is not None
+    wrapped = _with_grads(nn.ModuleDict({"head": Head()}))  # works through a wrapper too
+    cancel_last_layer_gradients(wrapped, epoch=0, freeze_epochs=2)
+    assert wrapped["head"].last_layer.weight.grad is None
+
+
+def test_cancel_last_layer_without_one_is_a_clear_error():
+    with pytest.raises(ValueError, match="no 'last_layer' parameters"):
+        cancel_last_layer_gradients(nn.Linear(2, 2), epoch=0, freeze_epochs=1)
