@@ -119,10 +119,14 @@ class VisionTransformer(nn.Module):
             mask_token = self.mask_token.to(tokens.dtype).unsqueeze(0)
             tokens = torch.where(masks.bool().unsqueeze(-1), mask_token, tokens)
         pos = self.interpolate_pos_encoding(tokens, H, W)
-        parts = [(self.cls_token + pos[:, :1]).expand(B, -1, -1)]
+        # The token stream keeps the patch embedding's dtype (bf16 under autocast): adding the
+        # float32 embeddings as they are would promote every block's residual stream to
+        # float32 and cost a cast before and after each linear layer.
+        dtype = tokens.dtype
+        parts = [(self.cls_token + pos[:, :1]).to(dtype).expand(B, -1, -1)]
         if self.register_tokens is not None:
-            parts.append(self.register_tokens.expand(B, -1, -1))
-        parts.append(tokens + pos[:, 1:])
+            parts.append(self.register_tokens.to(dtype).expand(B, -1, -1))
+        parts.append(tokens + pos[:, 1:].to(dtype))
         return torch.cat(parts, dim=1)
 
     def _named_outputs(self, x: torch.Tensor, masks: torch.Tensor | None) -> dict[str, Any]:

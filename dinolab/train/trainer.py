@@ -73,7 +73,12 @@ class Trainer:
                 f"Run directory '{self.run_dir}' has no {CHECKPOINT} to resume from: start a new "
                 "run or point --resume at a run directory that has one."
             )
-        self.dataset = build_dataset(cfg.data.path, cfg.data.format, transform=self._augment())
+        self.dataset = build_dataset(
+            cfg.data.path,
+            cfg.data.format,
+            transform=MultiCropAugmentation.from_config(cfg.data),
+            cache_decoded=cfg.data.cache_decoded,
+        )
         self.sampler = EpochSampler(
             len(self.dataset),
             cfg.train.batch_size,
@@ -95,22 +100,11 @@ class Trainer:
         self.skipped: list[str] = []
         if resume:
             self._load(self.run_dir / CHECKPOINT)
+        self.loader = self._loader()
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
         self.logger = MetricsLogger(self.run_dir, self.is_main, cfg.train.tensorboard)
-
-    def _augment(self) -> MultiCropAugmentation:
-        d = self.cfg.data
-        return MultiCropAugmentation(
-            global_size=d.global_size,
-            local_size=d.local_size,
-            num_local_crops=d.num_local_crops,
-            global_scale=tuple(d.global_scale),
-            local_scale=tuple(d.local_scale),
-            mean=tuple(d.mean),
-            std=tuple(d.std),
-        )
 
     def _loader(self) -> DataLoader:
         workers = self.cfg.data.num_workers
@@ -121,7 +115,7 @@ class Trainer:
             num_workers=workers,
             collate_fn=collate_multicrop,
             pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
+            persistent_workers=workers > 0,  # keeps decoded-image caches across epochs
             prefetch_factor=4 if workers > 0 else None,
             generator=torch.Generator().manual_seed(self.cfg.train.seed),  # keep global RNG
         )
@@ -214,7 +208,7 @@ class Trainer:
                 dynamic_ncols=True,
             )
             t_window, n_window = time.perf_counter(), 0
-            for batch in self._loader():
+            for batch in self.loader:
                 self._note_skipped(batch["skipped"])
                 if batch["num_images"] > 0:
                     metrics = self._step(batch)
@@ -240,7 +234,7 @@ class Trainer:
             bar.close()
             if self.step_in_epoch >= self.iters_per_epoch:
                 self.epoch, self.step_in_epoch = self.epoch + 1, 0
-                if self.epoch % cfg.checkpoint_every_epochs == 0 or self._done():
+                if self.epoch % cfg.checkpoint_every_epochs == 0 and not self._done():
                     self.save()
         self.save()
         elapsed = time.perf_counter() - t_start

@@ -41,7 +41,7 @@ def test_training_reduces_the_loss(image_dir, tmp_path):
 def test_teacher_gets_no_gradient_and_follows_the_student(image_dir, tmp_path):
     trainer = Trainer(tiny_config(image_dir, tmp_path / "run"))
     before = {k: v.clone() for k, v in trainer.model.teacher.state_dict().items()}
-    batch = next(iter(trainer._loader()))
+    batch = next(iter(trainer.loader))
     trainer._step(batch)
     assert all(p.grad is None for p in trainer.model.teacher.parameters())
     assert any(p.grad is not None for p in trainer.model.student.parameters())

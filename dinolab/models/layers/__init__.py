@@ -2,7 +2,7 @@
 
 from dinolab.models.layers.attention import Attention
 from dinolab.models.layers.block import Block
-from dinolab.models.layers.drop_path import DropPath, drop_path
+from dinolab.models.layers.drop_path import DropPath, drop_path, drop_path_mask
 from dinolab.models.layers.layer_scale import LayerScale
 from dinolab.models.layers.mlp import Mlp, SwiGLUFFN, swiglu_hidden_dim
 from dinolab.models.layers.patch_embed import PatchEmbed
@@ -16,5 +16,6 @@ __all__ = [
     "PatchEmbed",
     "SwiGLUFFN",
     "drop_path",
+    "drop_path_mask",
     "swiglu_hidden_dim",
 ]

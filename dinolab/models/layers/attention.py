@@ -45,14 +45,23 @@ class Attention(nn.Module):
         explicit kernel since SDPA does not expose them.
         """
         B, N, C = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each [B, h, N, d]
+        h, d = self.num_heads, self.head_dim
+        qkv = self.qkv(x).view(B, N, 3, h, d)
         if self._use_sdpa(x) and not return_attention:
-            out = F.scaled_dot_product_attention(q, k, v)
-        else:
-            attn = (q * self.scale) @ k.transpose(-2, -1)
-            attn = attn.softmax(dim=-1)
-            if return_attention:
-                return attn
-            out = attn @ v
-        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+            # SDPA takes the strided q, k, v views and returns [B, h, N, d] laid out as
+            # [B, N, h, d] in memory, so neither side needs a copy.
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+            out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+            return self.proj(out.reshape(B, N, C))
+        # One copy into [3, B*h, N, d]: the batched matmuls then take contiguous operands
+        # (instead of one hidden copy per operand), and the 1/sqrt(d) scale is applied by the
+        # q k^T GEMM itself (alpha) rather than by a pass over q.
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).reshape(3, B * h, N, d).unbind(0)
+        attn = torch.baddbmm(
+            q.new_zeros(()).expand(B * h, N, N), q, k.transpose(1, 2), beta=0.0, alpha=self.scale
+        )
+        attn = attn.softmax(dim=-1)
+        if return_attention:
+            return attn.view(B, h, N, N)
+        out = torch.bmm(attn, v).view(B, h, N, d).transpose(1, 2)
+        return self.proj(out.reshape(B, N, C))

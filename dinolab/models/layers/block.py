@@ -48,9 +48,16 @@ class Block(nn.Module):
         self.drop_path2 = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x))))
-        x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        x = self._add(self.drop_path1, x, self.ls1(self.attn(self.norm1(x))))
+        x = self._add(self.drop_path2, x, self.ls2(self.mlp(self.norm2(x))))
         return x
+
+    @staticmethod
+    def _add(drop: nn.Module, x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        """x + drop(branch); with DropPath, mask and add are one fused pass."""
+        if isinstance(drop, DropPath):
+            return drop.add_to(x, branch)
+        return x + branch
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The softmax attention weights [B, heads, N, N] this block computes on input x."""
