@@ -86,11 +86,6 @@ class Trainer:
             rank=dist.get_rank(),
             world_size=self.world_size,
         )
-        if self.sampler.batches_per_epoch == 0:
-            raise ValueError(
-                f"{len(self.dataset)} images are fewer than one batch of "
-                f"{cfg.train.batch_size * self.world_size}: lower train.batch_size."
-            )
         self.model = DINOMetaArch(cfg).to(self.device)
         self.optimizer = build_optimizer(self.model.student, betas=tuple(cfg.optim.betas))
         self.iters_per_epoch = self.sampler.batches_per_epoch

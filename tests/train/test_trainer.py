@@ -135,3 +135,8 @@ def test_empty_folder_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="No images found"):
         pretrain(tiny_config(tmp_path / "empty", tmp_path / "run"))
+
+
+def test_fewer_images_than_a_batch_is_a_clear_error(image_dir, tmp_path):
+    with pytest.raises(ValueError, match="fewer than one global batch.*train.batch_size"):
+        Trainer(tiny_config(image_dir, tmp_path / "run", **{"train.batch_size": 64}))
