@@ -18,16 +18,16 @@ demo: $(STAMP)
 	$(BIN)/python -m dinolab.demo
 
 test: $(STAMP)
-	$(BIN)/ruff check dinolab tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check dinolab tests benchmarks
-	$(BIN)/ruff format --check dinolab tests benchmarks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 format: $(STAMP)
-	$(BIN)/ruff format dinolab tests benchmarks
-	$(BIN)/ruff check --fix dinolab tests benchmarks
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 clean:
 	rm -rf $(VENV) runs/demo
