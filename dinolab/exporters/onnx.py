@@ -1,0 +1,108 @@
+"""Backbone -> ONNX (`torch.onnx.export`, checked with onnxruntime when installed).
+
+Inputs: `pixel_values` [B, 3, H, W] (normalised). Outputs: `cls` [B, D] and `patch_tokens`
+[B, N, D] (ViT: final-normed patch tokens; ResNet: last feature map, flattened).
+The batch is always dynamic. H and W are dynamic (multiples of the patch size) for ResNets
+and for ViTs whose position embedding is resampled with `size=` (DINOv2 register models,
+dinolab's own ViTs). DINO v1 and DINOv2 without registers resample with the original
+"+0.1" scale factor, which the exporter bakes into the graph: they are exported for one
+input size (`image_size`) so that the graph reproduces the original numbers exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dinolab.models.hub import pos_interpolation
+
+log = logging.getLogger("dinolab")
+
+
+class OnnxBackbone(nn.Module):
+    """forward(pixel_values) -> (cls, patch_tokens): positional outputs, as ONNX needs."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.backbone.forward_features(pixel_values)
+        return out["x_norm_clstoken"], out["x_norm_patchtokens"]
+
+
+def dynamic_hw(model: nn.Module) -> bool:
+    """Whether the exported graph can take any H x W (see the module docstring)."""
+    return pos_interpolation(model)["offset"] == 0.0
+
+
+def export_onnx(
+    model: nn.Module,
+    out: str | Path,
+    image_size: int | tuple[int, int] = 224,
+    opset: int = 18,
+    check: bool = True,
+) -> Path:
+    """Write `out` (.onnx); with `check`, compare onnxruntime with PyTorch on one batch."""
+    backbone = getattr(model, "backbone", model).eval()
+    patch = int(getattr(backbone, "patch_size", 1) or 1)
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    if h % patch or w % patch:
+        raise ValueError(
+            f"image size {h}x{w} is not a multiple of the patch size {patch}; "
+            f"use a multiple of {patch} (e.g. {h // patch * patch or patch})."
+        )
+    dynamic = dynamic_hw(backbone)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    dims: dict[int, object] = {0: batch}
+    if dynamic:
+        dims[2] = patch * torch.export.Dim("grid_h", min=1, max=4096 // patch)
+        dims[3] = patch * torch.export.Dim("grid_w", min=1, max=4096 // patch)
+    else:
+        log.info("ONNX export for %dx%d inputs only (the '+0.1' resampling rule).", h, w)
+    x = torch.randn(2, 3, h, w)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = OnnxBackbone(backbone)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper,
+            (x,),
+            str(out),
+            dynamo=True,
+            input_names=["pixel_values"],
+            output_names=["cls", "patch_tokens"],
+            dynamic_shapes={"pixel_values": dims},
+            opset_version=opset,
+            external_data=False,
+            verbose=False,
+        )
+    if check:
+        check_onnx(wrapper, out, x)
+    return out
+
+
+def check_onnx(wrapper: nn.Module, path: Path, x: torch.Tensor, tol: float = 1e-4) -> float:
+    """Max abs difference between onnxruntime and PyTorch on `x`, relative to the largest
+    output magnitude when that is above 1 (an error above `tol`)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:  # pragma: no cover - optional dependency
+        log.warning("onnxruntime is not installed: the ONNX export was not checked.")
+        return float("nan")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"pixel_values": x.numpy()})
+    with torch.no_grad():
+        ref = wrapper(x)
+    diff = max(
+        float((torch.from_numpy(g) - r).abs().max() / r.abs().max().clamp_min(1.0))
+        for g, r in zip(got, ref, strict=True)
+    )
+    if diff > tol:
+        raise ValueError(f"the ONNX export at '{path}' differs from PyTorch by {diff:.2e}.")
+    return diff

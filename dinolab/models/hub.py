@@ -1,0 +1,375 @@
+"""Published DINO / DINOv2 checkpoints: names, configs, URLs, position-embedding rules, loading.
+
+`load(name_or_path, weights=None, pretrained=True)` returns an eval-mode backbone (or backbone
++ DINO head) from a hub name, a weights file (.pth / .pt / .bin / .safetensors in any layout
+of `dinolab.models.convert`), a dinolab run directory or a HuggingFace model directory.
+Files are read with `torch.load(weights_only=True)` or safetensors and loaded strictly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+from torch import nn
+
+from dinolab.config.schema import ModelConfig
+from dinolab.models import convert
+from dinolab.models.build import build_backbone
+from dinolab.models.heads import DINOHead
+from dinolab.models.vision_transformer import VisionTransformer
+from dinolab.train.checkpoint import load_state_dict_strict
+
+DINO_URL = "https://dl.fbaipublicfiles.com/dino"
+DINOV2_URL = "https://dl.fbaipublicfiles.com/dinov2"
+
+
+@dataclass(frozen=True)
+class HubModel:
+    """One published backbone: how to build it, where its weights are, how it resamples."""
+
+    name: str
+    family: str  # "dino" (v1) | "dinov2"
+    model: ModelConfig
+    url: str
+    full_url: str = ""  # DINO v1: full training checkpoint (student, teacher, heads)
+    interpolate_offset: float = 0.0
+    interpolate_antialias: bool = False
+
+
+def _dino(name: str, arch: str, patch: int, file: str) -> HubModel:
+    cfg = ModelConfig(arch=arch, patch_size=patch, img_size=224, drop_path_rate=0.0, ffn="mlp")
+    if arch == "resnet50":
+        cfg.patch_size = 32
+    url = f"{DINO_URL}/{file}_pretrain/{file}_pretrain.pth"
+    full = f"{DINO_URL}/{file}_pretrain/{file}_pretrain_full_checkpoint.pth"
+    return HubModel(name, "dino", cfg, url, full, interpolate_offset=0.1)
+
+
+def _dinov2(size: str, arch: str, registers: int) -> HubModel:
+    cfg = ModelConfig(
+        arch=arch,
+        patch_size=14,
+        img_size=518,  # 37 x 37 patches + CLS
+        drop_path_rate=0.0,
+        num_register_tokens=registers,
+        layerscale_init=1e-5,
+        ffn="swiglu" if arch == "vit_giant2" else "mlp",
+    )
+    stem = f"dinov2_vit{size}14"
+    name = stem + ("_reg" if registers else "")
+    url = f"{DINOV2_URL}/{stem}/{stem}{'_reg4' if registers else ''}_pretrain.pth"
+    # dinov2/hub/backbones.py: register models resample with size= and antialias, offset 0.
+    if registers:
+        return HubModel(name, "dinov2", cfg, url, interpolate_antialias=True)
+    return HubModel(name, "dinov2", cfg, url, interpolate_offset=0.1)
+
+
+MODELS: dict[str, HubModel] = {
+    m.name: m
+    for m in [
+        _dino("dino_vits16", "vit_small", 16, "dino_deitsmall16"),
+        _dino("dino_vits8", "vit_small", 8, "dino_deitsmall8"),
+        _dino("dino_vitb16", "vit_base", 16, "dino_vitbase16"),
+        _dino("dino_vitb8", "vit_base", 8, "dino_vitbase8"),
+        _dino("dino_resnet50", "resnet50", 32, "dino_resnet50"),
+        *(
+            _dinov2(size, arch, regs)
+            for size, arch in (
+                ("s", "vit_small"),
+                ("b", "vit_base"),
+                ("l", "vit_large"),
+                ("g", "vit_giant2"),
+            )
+            for regs in (0, 4)
+        ),
+    ]
+}
+
+
+def list_models() -> list[str]:
+    return list(MODELS)
+
+
+def get_entry(name: str) -> HubModel:
+    if name not in MODELS:
+        raise ValueError(f"Unknown model '{name}': use one of {', '.join(MODELS)}.")
+    return MODELS[name]
+
+
+class PublishedViT(VisionTransformer):
+    """A ViT that resamples its position embedding exactly like the original repositories.
+
+    - DINO v1 and DINOv2 without registers: bicubic with `scale_factor=(g + 0.1) / M`
+      (the "+0.1" kludge of facebookresearch/dino issue #8), no antialias;
+    - DINOv2 with registers: bicubic with `size=(gh, gw)` and `antialias=True`.
+    The scale factor, not only the output size, enters the bicubic kernel's coordinates, so
+    the two rules give different embeddings at every non-native size.
+    """
+
+    interpolate_offset: float = 0.0
+    interpolate_antialias: bool = False
+
+    @classmethod
+    def adopt(cls, vit: VisionTransformer, offset: float, antialias: bool) -> PublishedViT:
+        """Turn a built VisionTransformer into a PublishedViT in place (same parameters)."""
+        vit.__class__ = cls
+        vit.interpolate_offset, vit.interpolate_antialias = float(offset), bool(antialias)
+        return vit  # type: ignore[return-value]
+
+    def interpolate_pos_encoding(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        pos = self.pos_embed
+        n = pos.shape[1] - 1
+        gh, gw = h // self.patch_size, w // self.patch_size
+        if gh * gw == n and h == w:
+            return pos
+        m = math.isqrt(n)
+        grid = pos[:, 1:].float().reshape(1, m, m, -1).permute(0, 3, 1, 2)
+        if self.interpolate_offset:
+            off = self.interpolate_offset
+            kw: dict[str, Any] = {"scale_factor": (float(gh + off) / m, float(gw + off) / m)}
+        else:
+            kw = {"size": (gh, gw)}
+        grid = F.interpolate(grid, mode="bicubic", antialias=self.interpolate_antialias, **kw)
+        grid = grid.permute(0, 2, 3, 1).reshape(1, gh * gw, -1).to(pos.dtype)
+        return torch.cat((pos[:, :1], grid), dim=1)
+
+
+def pos_interpolation(model: nn.Module) -> dict[str, Any]:
+    """The resampling rule of a backbone: {"offset": float, "antialias": bool}."""
+    return {
+        "offset": float(getattr(model, "interpolate_offset", 0.0)),
+        "antialias": bool(getattr(model, "interpolate_antialias", False)),
+    }
+
+
+def build_model(cfg: ModelConfig, offset: float = 0.0, antialias: bool = False) -> nn.Module:
+    """A random-init backbone for `cfg`; ViTs get the given position-embedding rule."""
+    model = build_backbone(replace(cfg, drop_path_rate=0.0))
+    if isinstance(model, VisionTransformer) and (offset or antialias):
+        model = PublishedViT.adopt(model, offset, antialias)
+    return model
+
+
+# ---------------------------------------------------------------- reading files
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """(contents, safetensors metadata) of a weights file; never runs code from the file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"No weights file at '{path}': check the path.")
+    if path.suffix == ".safetensors":
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            return load_file(str(path)), meta
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ValueError(f"'{path}' is not a readable safetensors file ({exc}).") from None
+    try:
+        # DINO v1 full checkpoints store their argparse.Namespace: plain data, allow it.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, foreign pickle, text file, disallowed globals
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"'{path}' is not a readable PyTorch checkpoint ({reason}): it may be truncated by "
+            "an interrupted download, or not be a checkpoint at all."
+        ) from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"'{path}' holds a {type(obj).__name__}, not a state dict.")
+    return obj, {}
+
+
+# ---------------------------------------------------------------- downloads
+
+
+def cached_path(url: str) -> Path:
+    """Where torch.hub keeps `url` ($TORCH_HOME/hub/checkpoints/<file name>)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
+def fetch(url: str) -> Path:
+    """The cached file of `url`, downloading it first if needed (one clear error offline)."""
+    dst = cached_path(url)
+    if dst.is_file():
+        return dst
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, str(dst), progress=True)
+    except Exception as exc:  # URLError, timeouts, HTTP errors, no DNS
+        raise FileNotFoundError(
+            f"Could not download {url} ({type(exc).__name__}: no internet?): download it "
+            f"yourself and put it at '{dst}', or pass its path with weights=PATH (--weights)."
+        ) from None
+    return dst
+
+
+def _resolve(weights: str | Path | None, default_url: str) -> Path:
+    loc = str(weights) if weights is not None else default_url
+    if urlparse(loc).scheme in ("http", "https"):
+        return fetch(loc)
+    return Path(loc).expanduser()
+
+
+# ---------------------------------------------------------------- loading
+
+
+class BackboneWithHead(nn.Module):
+    """A backbone and its DINO head: forward gives the prototype scores."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+        self.patch_size = getattr(backbone, "patch_size", None)
+
+    def forward_features(self, x: torch.Tensor) -> dict:
+        return self.backbone.forward_features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def head_from_state_dict(sd: dict[str, torch.Tensor]) -> DINOHead:
+    """A DINOHead shaped like the weights (MLP depth, hidden, bottleneck, K, BatchNorm)."""
+    if "last_layer.weight_v" not in sd:
+        raise ValueError(f"the head weights have no last_layer (keys: {list(sd)[:5]}).")
+    out_dim, bottleneck = sd["last_layer.weight_v"].shape
+    linears = sorted({int(k.split(".")[1]) for k in sd if k.startswith("mlp.") and
+                      k.endswith(".weight") and sd[k].ndim == 2})  # fmt: skip
+    use_bn = any(k.endswith("running_mean") for k in sd)
+    if "mlp.weight" in sd:
+        in_dim, hidden, nlayers = sd["mlp.weight"].shape[1], 2048, 1
+    else:
+        in_dim, hidden = sd["mlp.0.weight"].shape[1], sd["mlp.0.weight"].shape[0]
+        nlayers = len(linears)
+    return DINOHead(in_dim, out_dim, hidden, bottleneck, nlayers, use_bn=use_bn)
+
+
+def load(
+    name: str | Path,
+    weights: str | Path | None = None,
+    pretrained: bool = True,
+    which: str = "teacher",
+    with_head: bool = False,
+) -> nn.Module:
+    """An eval-mode backbone (or `BackboneWithHead` with `with_head`).
+
+    `name` is a hub name (see `list_models()`), a weights file, a dinolab run directory or a
+    HuggingFace model directory. For hub names, `weights` is a local path or URL overriding
+    the published file; `pretrained=False` gives random weights. `which` picks the teacher or
+    the student of a full training checkpoint (DINO v1 names fetch the full checkpoint
+    when the student or the head is asked for).
+    """
+    if str(name) in MODELS:
+        entry = MODELS[str(name)]
+        model_cfg = entry.model
+        rule = (entry.interpolate_offset, entry.interpolate_antialias)
+        if not pretrained and weights is None:
+            if with_head:
+                raise ValueError("with_head needs weights: pass pretrained=True or weights=PATH.")
+            return build_model(model_cfg, *rule).eval()
+        url = entry.full_url if (with_head or which == "student") and entry.full_url else entry.url
+        path = _resolve(weights, url)
+        return _load_file(path, which, with_head, model_cfg, rule, what=f"the {entry.name} model")
+    path = Path(name).expanduser()
+    if not path.exists():
+        looks_like_path = path.suffix or os.sep in str(name)
+        if looks_like_path:
+            raise FileNotFoundError(f"No weights file or run directory at '{path}'.")
+        raise ValueError(f"Unknown model '{name}': use one of {', '.join(MODELS)}.")
+    if path.is_dir():
+        return _load_dir(path)
+    return _load_file(path, which, with_head, None, None, what=f"the model of '{path}'")
+
+
+def _load_dir(path: Path) -> nn.Module:
+    if (path / "config.json").is_file():
+        sd, _ = read_weights(path / "model.safetensors")
+        return _load_file_state(sd, {}, "teacher", False, None, None, f"the model of '{path}'")
+    if (path / "config.yaml").is_file():
+        from dinolab.train.export import load_run_backbone
+
+        backbone, _ = load_run_backbone(path)
+        return backbone.eval()
+    raise FileNotFoundError(
+        f"'{path}' is neither a dinolab run directory (config.yaml) nor a HuggingFace model "
+        "directory (config.json + model.safetensors)."
+    )
+
+
+def _load_file(path, which, with_head, model_cfg, rule, what) -> nn.Module:
+    obj, meta = read_weights(path)
+    try:
+        return _load_file_state(obj, meta, which, with_head, model_cfg, rule, what)
+    except ValueError as exc:
+        raise ValueError(f"'{path}': {exc}") from None
+
+
+def _load_file_state(obj, meta, which, with_head, model_cfg, rule, what) -> nn.Module:
+    from dinolab.train.export import FORMAT
+
+    if meta.get("format") == FORMAT:  # our own export: config and rule in the metadata
+        model_cfg = model_cfg or ModelConfig(**json.loads(meta["model"]))
+        if rule is None and "pos_interpolation" in meta:
+            r = json.loads(meta["pos_interpolation"])
+            rule = (r["offset"], r["antialias"])
+    backbone_sd, head_sd = convert.split_training_checkpoint(obj, which)
+    if convert.is_resnet(backbone_sd):
+        backbone_sd = convert.normalize_resnet(backbone_sd)
+    else:
+        backbone_sd = convert.normalize_vit(backbone_sd)
+    if model_cfg is None:
+        model_cfg = convert.infer_model_config(backbone_sd)
+    if rule is None:  # raw file: DINOv2-like (LayerScale) or v1 rule by its look
+        regs = model_cfg.num_register_tokens
+        rule = (0.0, True) if regs else (0.1, False)
+    if convert.is_resnet(backbone_sd) != (model_cfg.arch == "resnet50"):
+        kind = "ResNet" if convert.is_resnet(backbone_sd) else "ViT"
+        raise ValueError(f"the checkpoint holds a {kind}, which does not fit {what}.")
+    backbone = build_model(model_cfg, *rule)
+    load_state_dict_strict(backbone, backbone_sd, what)
+    backbone.eval()
+    if not with_head:
+        return backbone
+    if not head_sd:
+        raise ValueError(
+            "the checkpoint has no DINO head (only a backbone): use a full training checkpoint."
+        )
+    head = head_from_state_dict(head_sd)
+    load_state_dict_strict(head, head_sd, "the DINO head")
+    return BackboneWithHead(backbone, head).eval()
+
+
+def describe(model: nn.Module) -> dict[str, Any]:
+    """A short summary of a loaded model (for `dinolab hub load`)."""
+    backbone = getattr(model, "backbone", model)
+    n_params = sum(p.numel() for p in model.parameters())
+    info = {
+        "class": type(backbone).__name__,
+        "parameters": n_params,
+        "embed_dim": getattr(backbone, "embed_dim", None),
+        "patch_size": getattr(backbone, "patch_size", None),
+    }
+    if isinstance(backbone, VisionTransformer):
+        side = math.isqrt(backbone.pos_embed.shape[1] - 1)
+        info.update(
+            depth=backbone.n_blocks,
+            num_heads=backbone.num_heads,
+            num_register_tokens=backbone.num_register_tokens,
+            pos_embed_grid=f"{side}x{side}",
+            pos_interpolation=pos_interpolation(backbone),
+        )
+    if isinstance(model, BackboneWithHead):
+        info["head_out_dim"] = model.head.last_layer.out_features
+    return info

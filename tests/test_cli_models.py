@@ -1,0 +1,74 @@
+"""`dinolab hub / extract / export` through dinolab.cli.main (wired here if not yet in cli.py)."""
+
+import argparse
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dinolab import cli
+from dinolab.cli_models import register
+from dinolab.config.schema import ModelConfig
+from dinolab.models import hub
+
+from .train.conftest import make_images
+
+
+@pytest.fixture
+def main(monkeypatch):
+    build = cli.build_parser
+
+    def build_with_models():
+        parser = build()
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        if "hub" not in sub.choices:
+            register(sub)
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", build_with_models)
+    return cli.main
+
+
+@pytest.fixture
+def weights(tmp_path):
+    cfg = ModelConfig(arch="vit_small", patch_size=14, img_size=28, embed_dim=64, depth=1,
+                      num_heads=1, drop_path_rate=0.0, layerscale_init=1e-5,
+                      num_register_tokens=4)  # fmt: skip
+    path = tmp_path / "m.pth"
+    torch.save(hub.build_model(cfg, 0.0, True).state_dict(), path)
+    return path
+
+
+def test_hub_list_and_load(main, capsys, weights):
+    assert main(["hub", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "dinov2_vitg14_reg" in out and "dino_resnet50" in out
+    assert main(["hub", "load", str(weights)]) == 0
+    out = capsys.readouterr().out
+    assert "num_register_tokens  4" in out and '"antialias": true' in out
+    assert main(["hub", "load", "dino_vits8", "--no-pretrained"]) == 0
+    assert "pos_embed_grid       28x28" in capsys.readouterr().out
+
+
+def test_extract_and_export(main, capsys, tmp_path, weights):
+    imgs = make_images(tmp_path / "imgs", n=3)
+    out = tmp_path / "f.safetensors"
+    argv = ["extract", str(weights), str(imgs), "--out", str(out), "--image-size", "28"]
+    assert main([*argv, "--patch-tokens", "--quiet"]) == 0
+    assert load_file(out)["patch_tokens"].shape == (3, 2, 2, 64)
+    assert "3 images (0 skipped)" in capsys.readouterr().out
+    st = tmp_path / "b.safetensors"
+    assert main(["export", str(weights), "--to", "safetensors", "--out", str(st)]) == 0
+    assert torch.equal(hub.load(st).register_tokens, hub.load(weights).register_tokens)
+
+
+def test_errors_are_one_line(main, capsys, tmp_path, weights):
+    assert main(["hub", "load", "dinov3_vits16"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dinolab: error: Unknown model 'dinov3_vits16'") and err.count("\n") == 1
+    imgs = make_images(tmp_path / "imgs", n=1)
+    argv = ["extract", str(weights), str(imgs), "--out", str(tmp_path / "f.npy")]
+    assert main([*argv, "--image-size", "30"]) == 2
+    assert "not a multiple of the patch size 14" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "nope.pth"), "--to", "timm", "--out", "x"]) == 2
+    assert "No weights file" in capsys.readouterr().err
