@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from dinolab.cli_eval import register_eval
+from dinolab.cli_models import register as register_models
 from dinolab.config.loader import ConfigError, list_presets, load_config, load_saved_config, to_yaml
 from dinolab.train.monitor import NonFiniteLossError
 
@@ -68,32 +70,6 @@ def _print_summary(summary: dict) -> None:
         print("\n" + knn_table(summary["knn"]))
 
 
-def cmd_eval_knn(args: argparse.Namespace) -> int:
-    from dinolab.eval.knn import knn_table, run_knn
-    from dinolab.train.export import load_run_backbone
-
-    backbone, cfg = load_run_backbone(args.run)
-    image_size = args.image_size or cfg.eval.image_size or cfg.data.global_size
-    out_dir = Path(args.out) if args.out else Path(args.run)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result = run_knn(
-        backbone,
-        args.train,
-        args.val,
-        image_size=image_size,
-        ks=args.k,
-        temperature=args.temperature,
-        out_dir=out_dir,
-        batch_size=args.batch_size,
-        precision=args.precision,
-        mean=tuple(cfg.data.mean),
-        std=tuple(cfg.data.std),
-    )
-    print(knn_table(result))
-    print(f"written to {out_dir}/knn.json and knn.md")
-    return 0
-
-
 def cmd_config(args: argparse.Namespace) -> int:
     print(to_yaml(load_config(args.preset, args.overrides)), end="")
     return 0
@@ -117,22 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a backbone").add_subparsers(
         dest="protocol", required=True
     )
-    k = e.add_parser("knn", help="weighted k-NN on frozen teacher features")
-    k.add_argument("--run", required=True, help="run directory (or a teacher .safetensors)")
-    k.add_argument("--train", required=True, help="labelled image folder (class subfolders)")
-    k.add_argument("--val", required=True, help="labelled image folder to classify")
-    k.add_argument("--k", type=int, nargs="+", default=[10, 20, 100, 200])
-    k.add_argument("--temperature", type=float, default=0.07)
-    k.add_argument("--image-size", type=int, default=0, help="default: the run's eval size")
-    k.add_argument("--batch-size", type=int, default=128)
-    k.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
-    k.add_argument("--out", help="where to write knn.json / knn.md (default: the run dir)")
-    k.set_defaults(func=cmd_eval_knn)
+    register_eval(e)
 
     c = sub.add_parser("config", help="print the resolved config (every key with its value)")
     c.add_argument("overrides", nargs="*", metavar="key=value")
     c.add_argument("--preset")
     c.set_defaults(func=cmd_config)
+    register_models(sub)
     return parser
 
 

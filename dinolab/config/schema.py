@@ -103,7 +103,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """k-NN health check at the end of pretraining (optional)."""
+    """k-NN health check during (every_epochs) and at the end of pretraining (optional)."""
 
     train: str = ""  # labelled ImageFolder for the k-NN memory bank
     val: str = ""  # labelled ImageFolder to classify
@@ -111,6 +111,10 @@ class EvalConfig:
     temperature: float = 0.07
     image_size: int = 0  # 0 = data.global_size
     batch_size: int = 128
+    every_epochs: int = 0  # online k-NN every N epochs during pretraining (0 = only at the end)
+    student: bool = False  # also measure the student in the online k-NN
+    max_train_images: int = 0  # online k-NN: cap the memory bank (0 = all)
+    max_val_images: int = 0  # online k-NN: cap the queries (0 = all)
 
 
 @dataclass

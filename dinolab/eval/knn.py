@@ -1,19 +1,38 @@
 """Weighted k-NN classification on frozen features (DINO's protocol, Wu et al. 2018).
 
 The k nearest training features (cosine similarity) vote for their class with weight
-exp(similarity / T); T = 0.07 and k in {10, 20, 100, 200} as in the paper.
+exp(similarity / T); T = 0.07 and k in {10, 20, 100, 200} as in the paper. Both the queries
+and the memory bank are processed in chunks, so a memmap-backed bank never has to be copied
+into RAM whole.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from dinolab.eval.features import check_same_classes, extract_features
+from dinolab.eval.features import extract_features, same_class_folders
+from dinolab.eval.results import write_results
+
+
+def _nearest(
+    queries: Tensor, bank: Tensor, k: int, normalize: bool, bank_chunk: int
+) -> tuple[Tensor, Tensor]:
+    """Top-k cosine similarities and bank indices of each query, merged over bank chunks."""
+    best_s = queries.new_empty(queries.shape[0], 0)
+    best_i = torch.empty(queries.shape[0], 0, dtype=torch.long, device=queries.device)
+    for start in range(0, bank.shape[0], bank_chunk):
+        chunk = bank[start : start + bank_chunk].to(queries.device, torch.float32)
+        if normalize:
+            chunk = F.normalize(chunk, dim=1)
+        s, i = (queries @ chunk.t()).topk(min(k, chunk.shape[0]), dim=1)
+        best_s, order = torch.cat([best_s, s], 1).topk(min(k, best_s.shape[1] + s.shape[1]), 1)
+        best_i = torch.cat([best_i, i + start], 1).gather(1, order)
+    return best_s, best_i
 
 
 @torch.no_grad()
@@ -26,27 +45,35 @@ def knn_classify(
     temperature: float = 0.07,
     num_classes: int | None = None,
     chunk_size: int = 1024,
+    normalize: bool = True,
+    bank_chunk_size: int = 65536,
+    device: torch.device | str | None = None,
 ) -> dict[int, dict[str, float]]:
-    """Top-1 / top-5 accuracy (percent) for each k; features must be L2-normalised rows."""
+    """Top-1 / top-5 accuracy (percent) for each k; k larger than the bank is clipped.
+
+    `normalize` L2-normalises rows chunk by chunk (a no-op for rows that already are).
+    """
     if train_features.shape[0] == 0 or test_features.shape[0] == 0:
         raise ValueError("k-NN needs at least one training and one test feature.")
+    device = torch.device(device) if device is not None else train_features.device
     num_classes = num_classes or int(max(train_labels.max(), test_labels.max())) + 1
     max_k = min(max(ks), train_features.shape[0])
+    train_labels = train_labels.to(device)
     correct = {k: torch.zeros(2) for k in ks}
-    train_t = train_features.t().contiguous()
     for start in range(0, test_features.shape[0], chunk_size):
-        feats = test_features[start : start + chunk_size]
-        targets = test_labels[start : start + chunk_size]
-        sims, idx = (feats @ train_t).topk(max_k, dim=1, largest=True, sorted=True)
+        feats = test_features[start : start + chunk_size].to(device, torch.float32)
+        feats = F.normalize(feats, dim=1) if normalize else feats
+        targets = test_labels[start : start + chunk_size].to(device)
+        sims, idx = _nearest(feats, train_features, max_k, normalize, bank_chunk_size)
         neighbour_labels = train_labels[idx]
         weights = (sims / temperature).exp()
         for k in ks:
             kk = min(k, max_k)
-            votes = torch.zeros(feats.shape[0], num_classes, dtype=weights.dtype)
+            votes = torch.zeros(feats.shape[0], num_classes, dtype=weights.dtype, device=device)
             votes.scatter_add_(1, neighbour_labels[:, :kk], weights[:, :kk])
             top = votes.topk(min(5, num_classes), dim=1).indices
             hits = top == targets[:, None]
-            correct[k] += torch.stack([hits[:, 0].sum(), hits.any(dim=1).sum()]).float()
+            correct[k] += torch.stack([hits[:, 0].sum(), hits.any(dim=1).sum()]).float().cpu()
     n = test_features.shape[0]
     return {
         k: {"top1": 100.0 * float(c[0]) / n, "top5": 100.0 * float(c[1]) / n}
@@ -64,10 +91,13 @@ def run_knn(
     out_dir: str | Path | None = None,
     **feature_kwargs,
 ) -> dict:
-    """Features of both folders, k-NN for every k; JSON + markdown table in `out_dir`."""
+    """Features of both folders (cached with `cache_dir=`), k-NN for every k.
+
+    Writes knn.json and knn.md in `out_dir`; `feature_kwargs` go to `extract_features`.
+    """
+    same_class_folders(train_root, val_root)
     train = extract_features(backbone, train_root, image_size, **feature_kwargs)
     val = extract_features(backbone, val_root, image_size, **feature_kwargs)
-    check_same_classes(train["classes"], val["classes"])
     t0 = time.perf_counter()
     scores = knn_classify(
         train["features"],
@@ -77,8 +107,10 @@ def run_knn(
         ks=ks,
         temperature=temperature,
         num_classes=len(train["classes"]),
+        device=feature_kwargs.get("device"),
     )
     result = {
+        "protocol": "knn",
         "train": str(train_root),
         "val": str(val_root),
         "n_train": len(train["labels"]),
@@ -88,13 +120,12 @@ def run_knn(
         "scores": {str(k): v for k, v in scores.items()},
     }
     if out_dir is not None:
-        out_dir = Path(out_dir)
-        (out_dir / "knn.json").write_text(json.dumps(result, indent=2))
-        (out_dir / "knn.md").write_text(knn_table(result))
+        write_results(out_dir, "knn", result, knn_table(result))
     return result
 
 
 def knn_table(result: dict) -> str:
+    """Markdown: one row per k."""
     lines = [
         f"k-NN ({result['n_train']} train / {result['n_val']} val images, "
         f"T = {result['temperature']})",

@@ -53,7 +53,7 @@ def evaluate_run_knn(trainer: Trainer, cfg: Config) -> dict:
         num_workers=min(cfg.data.num_workers, 2),
         progress=cfg.train.progress,
     )
-    top1 = {f"k{k}_top1": s["top1"] for k, s in result["scores"].items()}
+    top1 = {f"teacher_k{k}_top1": s["top1"] for k, s in result["scores"].items()}
     trainer.logger.enabled = True
     trainer.logger.log_scalars(trainer.global_step, top1, prefix="knn")
     plot_training_curves(

@@ -100,6 +100,11 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
         self.logger = MetricsLogger(self.run_dir, self.is_main, cfg.train.tensorboard)
+        self.online_knn = None
+        if self.is_main and cfg.eval.every_epochs > 0:
+            from dinolab.eval.online import OnlineKNN
+
+            self.online_knn = OnlineKNN(cfg.eval, cfg.data, self.device, cfg.train.precision)
 
     def _loader(self) -> DataLoader:
         workers = self.cfg.data.num_workers
@@ -229,11 +234,22 @@ class Trainer:
             bar.close()
             if self.step_in_epoch >= self.iters_per_epoch:
                 self.epoch, self.step_in_epoch = self.epoch + 1, 0
+                self._online_knn()
                 if self.epoch % cfg.checkpoint_every_epochs == 0 and not self._done():
                     self.save()
         self.save()
         elapsed = time.perf_counter() - t_start
         return self._finish(elapsed)
+
+    def _online_knn(self) -> None:
+        """k-NN of the teacher (and student) on `eval.train/val`, every `eval.every_epochs`."""
+        if self.online_knn is None or not self.online_knn.due(self.epoch):
+            return
+        self.logger.flush()
+        scores = self.online_knn.run(self.model.teacher.backbone, self.model.student.backbone)
+        self.logger.log_scalars(self.global_step, scores, prefix="knn")
+        best = {k: v for k, v in scores.items() if k.endswith("_top1")}
+        log.info("epoch %d online k-NN: %s", self.epoch, best)
 
     def _note_skipped(self, errors: list[str]) -> None:
         for err in errors:

@@ -53,3 +53,16 @@ def test_clusters_and_chunking_agree():
     assert a == b
     assert a[10]["top1"] == 100.0
     assert set(a) == {10, 20, 200}  # k larger than the bank is clipped, not an error
+
+
+def test_bank_chunks_and_unnormalised_rows_agree():
+    g = torch.Generator().manual_seed(1)
+    train, test = torch.randn(50, 8, generator=g), torch.randn(20, 8, generator=g)
+    labels, test_labels = torch.arange(50) % 4, torch.arange(20) % 4
+    ref = knn_classify(
+        F.normalize(train, dim=1), labels, F.normalize(test, dim=1), test_labels, ks=(1, 5, 20)
+    )
+    chunked = knn_classify(
+        3 * train, labels, test, test_labels, ks=(1, 5, 20), chunk_size=6, bank_chunk_size=7
+    )
+    assert chunked == ref

@@ -140,3 +140,26 @@ def test_empty_folder_is_a_clear_error(tmp_path):
 def test_fewer_images_than_a_batch_is_a_clear_error(image_dir, tmp_path):
     with pytest.raises(ValueError, match="fewer than one global batch.*train.batch_size"):
         Trainer(tiny_config(image_dir, tmp_path / "run", **{"train.batch_size": 64}))
+
+
+def test_online_knn_is_logged_every_epoch(tmp_path):
+    for split, seed in (("train", 1), ("val", 2)):
+        for c in ("a", "b"):
+            make_images(tmp_path / split / c, n=6, seed=seed + ord(c))
+    cfg = tiny_config(
+        tmp_path / "train",
+        tmp_path / "run",
+        **{
+            "data.path": str(tmp_path / "train"),
+            "eval.train": str(tmp_path / "train"),
+            "eval.val": str(tmp_path / "val"),
+            "eval.every_epochs": 1,
+            "eval.student": True,
+            "eval.k": "[1,3]",
+        },
+    )
+    Trainer(cfg).fit()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    knn = [r for r in rows if "knn/teacher_k3_top1" in r]
+    assert len(knn) == 2  # after epoch 1 and epoch 2
+    assert all(0.0 <= r["knn/student_k1_top1"] <= 100.0 for r in knn)

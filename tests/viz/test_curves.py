@@ -13,11 +13,17 @@ def test_curves_png_opens(tmp_path):
         {"step": i, "loss": 5 - i / 50, "teacher_entropy": 4.0, "kl": 1 / (i + 1), "lr": 1e-3}
         for i in range(120)
     ]
-    rows.append({"step": 120, "knn/k20_top1": 55.0})
     metrics.write_text("\n".join(json.dumps(r) for r in rows))
-    out = plot_training_curves(metrics, tmp_path / "curves.png", out_dim=math.e**4)
-    with Image.open(out) as img:
-        assert img.size[0] > 1000 and img.size[1] > 200
+    plain = plot_training_curves(metrics, tmp_path / "plain.png", out_dim=math.e**4)
+    rows += [
+        {"step": 60, "knn/teacher_k20_top1": 40.0},
+        {"step": 120, "knn/teacher_k20_top1": 55.0},
+    ]
+    metrics.write_text("\n".join(json.dumps(r) for r in rows))
+    with_knn = plot_training_curves(metrics, tmp_path / "curves.png", out_dim=math.e**4)
+    with Image.open(plain) as a, Image.open(with_knn) as b:
+        assert a.size[0] > 1000 and a.size[1] > 200
+        assert b.size[0] > a.size[0]  # the k-NN panel is added beside the four curves
 
 
 def test_no_steps_is_a_clear_error(tmp_path):

@@ -1,0 +1,81 @@
+import argparse
+import json
+
+import pytest
+
+from dinolab.cli_eval import register_eval
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="dinolab")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register_eval(sub.add_parser("eval").add_subparsers(dest="protocol", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def common(run_dir, folders, *extra):
+    return [
+        "--run",
+        str(run_dir),
+        "--train",
+        str(folders / "train"),
+        "--val",
+        str(folders / "val"),
+        "--precision",
+        "fp32",
+        "--num-workers",
+        "0",
+        "--batch-size",
+        "4",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def test_linear_command_writes_json_and_markdown(run_dir, folders, capsys):
+    argv = ["eval", "linear", *common(run_dir, folders, "--epochs", "1", "--lr", "0.1", "1")]
+    assert run_cli(argv) == 0
+    out = capsys.readouterr().out
+    result = json.loads((run_dir / "linear.json").read_text())
+    assert result["mode"] == "full" and len(result["heads"]) == 4 * 2  # {1,2} x avgpool x 2 lrs
+    assert result["best"]["head"] in result["heads"] and result["n_val"] == 6
+    table = (run_dir / "linear.md").read_text()
+    assert "**best:" in table and table in out
+    assert (run_dir / "feature_cache").is_dir()
+
+
+def test_other_protocols_share_the_cache(run_dir, folders, tmp_path, capsys):
+    out = tmp_path / "results"
+    for argv in (
+        [
+            "eval",
+            "linear",
+            *common(
+                run_dir, folders, "--mode", "fast", "--epochs", "5", "--lr", "1", "--out", str(out)
+            ),
+        ],
+        [
+            "eval",
+            "logreg",
+            *common(run_dir, folders, "--C", "0.1", "1", "--max-iter", "20", "--out", str(out)),
+        ],
+        ["eval", "knn", *common(run_dir, folders, "--k", "1", "3", "--out", str(out))],
+        [
+            "eval",
+            "fewshot",
+            *common(run_dir, folders, "--shots", "2", "--tries", "2", "--out", str(out)),
+        ],
+    ):
+        assert run_cli(argv) == 0
+    for name in ("linear", "logreg", "knn", "fewshot"):
+        assert (out / f"{name}.json").is_file() and (out / f"{name}.md").is_file()
+    printed = capsys.readouterr().out
+    assert "| 3 | " in printed and "| 2 | 20 |" in printed and "best C" in printed
+    assert len(list((out / "feature_cache").iterdir())) == 4  # (train, val) x 2 variants
+
+
+def test_run_without_teacher_is_a_clear_error(run_dir, folders):
+    (run_dir / "teacher_backbone.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="has no teacher"):
+        run_cli(["eval", "knn", *common(run_dir, folders)])
