@@ -1,0 +1,289 @@
+"""Training throughput: images/s, GFLOP per image, achieved GFLOP/s, MFU and peak RSS.
+
+    python benchmarks/throughput.py --configs A B --precisions fp32 bf16 --steps 4 --rounds 3
+
+One row per (config, precision), each measured in its own subprocess so that the peak RSS
+(`resource.getrusage().ru_maxrss`) belongs to that configuration alone. A step is the
+trainer's own `Trainer._step` (schedules applied, autocast `DINOMetaArch.forward_loss`,
+backward, per-parameter clipping, last-layer freeze check, AdamW step, EMA teacher update) on a
+synthetic batch with the collate layout; the trainer is built around it without a dataset.
+
+FLOPs come from `torch.utils.flop_counter.FlopCounterMode` on one full step (teacher forward,
+student forward, backward; matmuls, convolutions and attention kernels; element-wise work is
+not counted, the usual MFU convention). The peak is the best GFLOP/s of large square matmuls
+in the row's dtype (fp32 for fp32 rows, bf16 for bf16 rows) measured in the same process,
+interleaved with the timed rounds, with the same thread count; the machine may be shared, so
+images/s and the peak are both best-of-rounds, and MFU = achieved / peak.
+
+Configs:
+  A: preset `cifar10_vit_tiny`: ViT-tiny/4, 2x32 + 6x16 crops, 4096 prototypes, head hidden
+     1024 (the preset's; `--head-hidden 2048` for the schema default), batch 64.
+  B: preset `dino_vits16` with 6 local crops and batch 8: ViT-S/16, 2x224 + 6x96,
+     65536 prototypes, head hidden 2048.
+
+`--data` also times the data pipeline alone (decode + `MultiCropAugmentation`, one process)
+on synthetic JPEGs: 64 px -> 2x32 + 6x16 and 224 px -> 2x224 + 6x96.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+CONFIGS = {
+    "A": {
+        "preset": "cifar10_vit_tiny",
+        "overrides": ["train.batch_size=64"],
+        "what": "ViT-tiny/4, 2x32+6x16, K=4096, batch 64",
+    },
+    "B": {
+        "preset": "dino_vits16",
+        "overrides": ["train.batch_size=8", "data.num_local_crops=6", "head.out_dim=65536"],
+        "what": "ViT-S/16, 2x224+6x96, K=65536, batch 8",
+    },
+}
+
+
+# ------------------------------------------------------------------------- peak matmul
+def matmul_peak(dtype: torch.dtype, sizes: tuple[int, ...], repeats: int) -> float:
+    """Best GFLOP/s of n x n @ n x n matmuls in `dtype` over `sizes` and `repeats`."""
+    best = 0.0
+    for n in sizes:
+        a = torch.randn(n, n).to(dtype)
+        b = torch.randn(n, n).to(dtype)
+        c = torch.empty(n, n, dtype=dtype)
+        torch.mm(a, b, out=c)  # warm-up (packing buffers, oneDNN primitive cache)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.mm(a, b, out=c)
+            dt = time.perf_counter() - t0
+            best = max(best, 2 * n**3 / dt / 1e9)
+        del a, b, c
+    return best
+
+
+# ------------------------------------------------------------------------- one config
+def build_trainer(config: str, precision: str, head_hidden: int | None, attn_impl: str):
+    """A `Trainer` shell around DINOMetaArch + AdamW + schedules, without dataset or logger."""
+    from dinolab.config.loader import load_config
+    from dinolab.train.meta_arch import DINOMetaArch
+    from dinolab.train.optim import build_optimizer
+    from dinolab.train.schedules import build_schedules
+    from dinolab.train.trainer import Trainer
+
+    spec = CONFIGS[config]
+    overrides = list(spec["overrides"]) + [
+        f"train.precision={precision}",
+        f"model.attn_impl={attn_impl}",
+        "train.device=cpu",
+    ]
+    if head_hidden:
+        overrides.append(f"head.hidden_dim={head_hidden}")
+    cfg = load_config(spec["preset"], overrides)
+    torch.manual_seed(0)
+    t = Trainer.__new__(Trainer)  # the real _step, without a dataset, run dir or logger
+    t.cfg = cfg
+    t.device = torch.device("cpu")
+    t.model = DINOMetaArch(cfg).to(t.device)
+    t.optimizer = build_optimizer(t.model.student, betas=tuple(cfg.optim.betas))
+    iters = 1000
+    t.schedules = build_schedules(cfg, iters, cfg.train.batch_size)
+    # Steady state: after the last-layer freeze and the lr warm-up, so every parameter updates.
+    t.epoch = cfg.head.freeze_last_layer_epochs
+    t.global_step = min(int(cfg.optim.warmup_epochs * iters) + 1, len(t.schedules["lr"]) - 1)
+    t.model.train()
+    return t, cfg
+
+
+def synthetic_batch(cfg, generator: torch.Generator) -> dict:
+    b, d = cfg.train.batch_size, cfg.data
+    return {
+        "global_crops": torch.randn(2 * b, 3, d.global_size, d.global_size, generator=generator),
+        "local_crops": torch.randn(
+            d.num_local_crops * b, 3, d.local_size, d.local_size, generator=generator
+        ),
+        "num_images": b,
+    }
+
+
+def step_flops(trainer, batch) -> int:
+    with FlopCounterMode(display=False) as counter:
+        trainer._step(batch)
+    return counter.get_total_flops()
+
+
+def run_worker(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    trainer, cfg = build_trainer(args.worker[0], args.worker[1], args.head_hidden, args.attn_impl)
+    gen = torch.Generator().manual_seed(0)
+    batches = [synthetic_batch(cfg, gen) for _ in range(2)]
+    flops = step_flops(trainer, batches[0])
+    for i in range(args.warmup):
+        trainer._step(batches[i % 2])
+    dtype = torch.bfloat16 if args.worker[1] == "bf16" else torch.float32
+    step_times, peaks, rss_kib = [], [], None
+    for r in range(args.rounds):
+        t0 = time.perf_counter()
+        for i in range(args.steps):
+            trainer._step(batches[i % 2])
+        step_times.append((time.perf_counter() - t0) / args.steps)
+        if rss_kib is None:  # before any peak matmul buffer: the training step's own peak
+            rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if r < args.rounds - 1 or args.rounds == 1:
+            peaks.append(matmul_peak(dtype, tuple(args.peak_sizes), args.peak_repeats))
+    if len(peaks) < 2:
+        peaks.append(matmul_peak(dtype, tuple(args.peak_sizes), args.peak_repeats))
+    b = cfg.train.batch_size
+    best = min(step_times)
+    return {
+        "config": args.worker[0],
+        "precision": args.worker[1],
+        "batch": b,
+        "head_hidden": cfg.head.hidden_dim,
+        "attn_impl": cfg.model.attn_impl,
+        "flops_per_step": flops,
+        "step_s_best": best,
+        "step_s_median": statistics.median(step_times),
+        "images_s": b / best,
+        "images_s_median": b / statistics.median(step_times),
+        "gflop_per_img": flops / b / 1e9,
+        "gflops": flops / best / 1e9,
+        "peak_gflops": max(peaks),
+        "peaks": peaks,
+        "mfu": flops / best / 1e9 / max(peaks),
+        "peak_rss_mib": rss_kib / 1024,
+    }
+
+
+# ------------------------------------------------------------------------- data pipeline
+def data_pipeline(n_images: int, threads: int) -> list[dict]:
+    """images/s of decode + MultiCropAugmentation in one process, on synthetic JPEGs."""
+    import numpy as np
+    from PIL import Image
+
+    from dinolab.data import MultiCropAugmentation
+    from dinolab.data.datasets import UnlabeledImageFolder
+
+    torch.set_num_threads(threads)
+    rows = []
+    specs = [(64, 32, 16, (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)), (224, 224, 96)]
+    rng = np.random.default_rng(0)
+    for spec in specs:
+        size, g, loc = spec[:3]
+        norm = {"mean": spec[3], "std": spec[4]} if len(spec) > 3 else {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for i in range(n_images):
+                # Smooth colour field + noise: compresses and decodes like a photo, not like noise.
+                base = rng.uniform(0, 255, (8, 8, 3)).astype(np.uint8)
+                img = Image.fromarray(base).resize((size, size), Image.BICUBIC)
+                arr = np.asarray(img, dtype=np.int16) + rng.integers(-20, 20, (size, size, 3))
+                Image.fromarray(arr.clip(0, 255).astype(np.uint8)).save(
+                    Path(tmp) / f"{i:04d}.jpg", quality=90
+                )
+            aug = MultiCropAugmentation(global_size=g, local_size=loc, num_local_crops=6, **norm)
+            ds = UnlabeledImageFolder(tmp, transform=aug)
+            for i in range(min(10, n_images)):  # warm-up
+                ds[(i, i)]
+            t0 = time.perf_counter()
+            for i in range(len(ds)):
+                ds[(i, i)]
+            dt = time.perf_counter() - t0
+        rows.append(
+            {"input": f"{size} px JPEG", "views": f"2x{g} + 6x{loc}", "images_s": len(ds) / dt}
+        )
+    return rows
+
+
+# ------------------------------------------------------------------------- driver
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| config | precision | images/s | GFLOP/img | GFLOP/s | peak GFLOP/s | MFU | peak RSS |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['config']}: {CONFIGS[r['config']]['what']} | {r['precision']} "
+            f"| {r['images_s']:.1f} | {r['gflop_per_img']:.2f} | {r['gflops']:.0f} "
+            f"| {r['peak_gflops']:.0f} | {100 * r['mfu']:.1f}% | {r['peak_rss_mib']:.0f} MiB |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--configs", nargs="+", default=["A", "B"], choices=sorted(CONFIGS))
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    p.add_argument("--steps", type=int, default=3, help="timed steps per round")
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds (best is reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps before the rounds")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--attn-impl", default="auto", choices=["auto", "sdpa", "math"])
+    p.add_argument("--head-hidden", type=int, default=None, help="override head.hidden_dim")
+    p.add_argument("--peak-sizes", type=int, nargs="+", default=[2048, 4096])
+    p.add_argument("--peak-repeats", type=int, default=3)
+    p.add_argument("--data", action="store_true", help="also time the data pipeline")
+    p.add_argument("--data-images", type=int, default=300)
+    p.add_argument("--no-model", action="store_true", help="only the data pipeline")
+    p.add_argument("--json", type=Path, default=None, help="write all rows to this file")
+    p.add_argument("--worker", nargs=2, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.worker:
+        print("RESULT " + json.dumps(run_worker(args)), flush=True)
+        return
+
+    print(
+        f"torch {torch.__version__}, {platform.machine()}, {args.threads} threads, "
+        f"{os.cpu_count()} CPUs; attn_impl={args.attn_impl}",
+        flush=True,
+    )
+    rows = []
+    if not args.no_model:
+        for config in args.configs:
+            for precision in args.precisions:
+                cmd = [sys.executable, __file__, "--worker", config, precision]
+                for flag in ("steps", "rounds", "warmup", "threads", "attn_impl", "peak_repeats"):
+                    cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+                cmd += ["--peak-sizes", *map(str, args.peak_sizes)]
+                if args.head_hidden:
+                    cmd += ["--head-hidden", str(args.head_hidden)]
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                if out.returncode:
+                    sys.exit(f"worker {config}/{precision} failed:\n{out.stderr}")
+                line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
+                row = json.loads(line[len("RESULT ") :])
+                rows.append(row)
+                print(
+                    f"  {config} {precision}: {row['images_s']:.1f} img/s "
+                    f"(median {row['images_s_median']:.1f}), MFU {100 * row['mfu']:.1f}%, "
+                    f"peaks {[round(x) for x in row['peaks']]}",
+                    flush=True,
+                )
+        print()
+        print(table(rows))
+    data_rows = []
+    if args.data or args.no_model:
+        data_rows = data_pipeline(args.data_images, args.threads)
+        print()
+        print("| data pipeline (decode + multi-crop, 1 process) | views | images/s |")
+        print("|---|---|---:|")
+        for r in data_rows:
+            print(f"| {r['input']} | {r['views']} | {r['images_s']:.1f} |")
+    if args.json:
+        args.json.write_text(json.dumps({"model": rows, "data": data_rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
