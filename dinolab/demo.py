@@ -29,6 +29,7 @@ def demo_args(extra: list[str]) -> list[str]:
         f"out_dir={run_dir}",
         f"eval.train={DATA / 'train'}",
         f"eval.val={DATA / 'validation'}",
+        "eval.every_epochs=2",  # the k-NN curve of the teacher, drawn in curves.png
         *extra,
     ]
 
