@@ -47,13 +47,15 @@ class EMACenter(nn.Module):
         """center <- m * center + (1 - m) * (global mean of the rows of teacher_logits).
 
         The batch sum and the row count travel in one all-reduce, so ranks with unequal
-        batches still give the exact global mean.
+        batches still give the exact global mean. With no rows anywhere (an iBOT step without
+        masked patches) the centre is left as it is.
         """
-        t = teacher_logits.detach().float()
+        t = teacher_logits.detach().float().reshape(-1, self.center.shape[-1])
         packed = torch.cat([t.sum(dim=0), t.new_tensor([t.shape[0]])])
         all_reduce_sum(packed)
-        mean = (packed[:-1] / packed[-1]).unsqueeze(0)
-        self.center.mul_(self.momentum).add_(mean, alpha=1.0 - self.momentum)
+        mean = (packed[:-1] / packed[-1].clamp_min(1.0)).unsqueeze(0)
+        updated = self.center.mul(self.momentum).add_(mean, alpha=1.0 - self.momentum)
+        self.center.copy_(torch.where(packed[-1] > 0, updated, self.center))
 
     def extra_repr(self) -> str:
         return f"dim={self.center.shape[-1]}, momentum={self.momentum}"
@@ -80,6 +82,9 @@ def sinkhorn_knopp(teacher_logits: Tensor, temp: float, n_iterations: int = 3) -
 
 def _logsumexp_over_samples(x: Tensor) -> Tensor:
     """log sum_b exp(x[b, k]) over the samples of every process, shape [1, K]."""
-    m = all_reduce_max(x.amax(dim=0, keepdim=True))
+    if x.shape[0] == 0:  # this process has no rows (e.g. no masked patches)
+        m = all_reduce_max(x.new_full((1, x.shape[1]), -torch.inf))
+    else:
+        m = all_reduce_max(x.amax(dim=0, keepdim=True))
     s = all_reduce_sum(torch.exp(x - m).sum(dim=0, keepdim=True))
     return m + torch.log(s)

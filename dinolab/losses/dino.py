@@ -35,6 +35,7 @@ class DINOLoss(nn.Module):
         student_temp: float = 0.1,
         center_momentum: float = 0.9,
         centering: str = "ema",
+        sinkhorn_iterations: int = 3,
     ) -> None:
         super().__init__()
         if centering not in ("ema", "sinkhorn"):
@@ -42,6 +43,7 @@ class DINOLoss(nn.Module):
         self.out_dim = out_dim
         self.student_temp = student_temp
         self.centering_mode = centering
+        self.sinkhorn_iterations = sinkhorn_iterations
         self.centering = EMACenter(out_dim, center_momentum) if centering == "ema" else None
 
     @property
@@ -52,7 +54,7 @@ class DINOLoss(nn.Module):
     def teacher_probs(self, teacher_logits: Tensor, teacher_temp: float) -> Tensor:
         """Teacher targets [rows, K], float32, no gradient, using the current centre."""
         if self.centering is None:
-            return sinkhorn_knopp(teacher_logits, teacher_temp)
+            return sinkhorn_knopp(teacher_logits, teacher_temp, self.sinkhorn_iterations)
         return self.centering.probs(teacher_logits, teacher_temp)
 
     def forward(

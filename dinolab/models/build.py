@@ -55,6 +55,8 @@ def build_backbone(cfg: ModelConfig) -> nn.Module:
         ffn=cfg.ffn,
         qkv_bias=cfg.qkv_bias,
         attn_impl=cfg.attn_impl,
+        drop_path_uniform=cfg.drop_path_uniform,
+        drop_path_impl=cfg.drop_path_impl,
     )
 
 

@@ -36,6 +36,7 @@ class VisionTransformer(nn.Module):
         drop_path_uniform: bool = False,
         num_register_tokens: int = 0,
         attn_impl: str = "auto",
+        drop_path_impl: str = "mask",
     ) -> None:
         super().__init__()
         if img_size % patch_size:
@@ -62,7 +63,17 @@ class VisionTransformer(nn.Module):
         else:
             rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, ffn, layerscale_init, r, attn_impl)
+            Block(
+                embed_dim,
+                num_heads,
+                mlp_ratio,
+                qkv_bias,
+                ffn,
+                layerscale_init,
+                r,
+                attn_impl,
+                drop_path_impl,
+            )
             for r in rates
         )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
@@ -148,9 +159,17 @@ class VisionTransformer(nn.Module):
         return self._named_outputs(x, masks)
 
     def forward_features_list(
-        self, xs: list[torch.Tensor], masks_list: list[torch.Tensor | None] | None = None
+        self,
+        xs: list[torch.Tensor],
+        masks_list: list[torch.Tensor | None] | None = None,
+        packed: bool = False,
     ) -> list[dict]:
-        """One `forward_features` per resolution group (e.g. global crops, local crops)."""
+        """`forward_features` of each resolution group (e.g. global crops, local crops).
+
+        With `packed`, all groups go through each block as one packed sequence with
+        block-diagonal attention (DINOv2's sequence packing): one pass of every token-wise
+        layer instead of one per group, the same outputs as separate calls.
+        """
         if masks_list is None:
             masks_list = [None] * len(xs)
         if len(masks_list) != len(xs):
@@ -158,7 +177,12 @@ class VisionTransformer(nn.Module):
                 f"got {len(xs)} image batches but {len(masks_list)} masks; pass one mask "
                 "(or None) per batch."
             )
-        return [self.forward_features(x, m) for x, m in zip(xs, masks_list, strict=True)]
+        if not packed:
+            return [self.forward_features(x, m) for x, m in zip(xs, masks_list, strict=True)]
+        tokens = [self.prepare_tokens_with_masks(x, m) for x, m in zip(xs, masks_list, strict=True)]
+        for blk in self.blocks:
+            tokens = blk(tokens)  # a list: packed (through __call__, so wrappers' hooks run)
+        return [self._named_outputs(t, m) for t, m in zip(tokens, masks_list, strict=True)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The final-normed CLS token [B, D], the image embedding."""

@@ -51,6 +51,8 @@ class DINOMetaArch(nn.Module):
             cfg.head.out_dim,
             student_temp=cfg.loss.student_temp,
             center_momentum=cfg.loss.center_momentum,
+            centering=cfg.loss.centering,
+            sinkhorn_iterations=cfg.loss.sinkhorn_iterations,
         )
         self._student_params = [p for _, p in self.student.named_parameters()]
         self._teacher_params = [p for _, p in self.teacher.named_parameters()]
@@ -68,3 +70,17 @@ class DINOMetaArch(nn.Module):
     def update_teacher(self, momentum: float) -> None:
         """teacher <- m * teacher + (1 - m) * student, for every parameter at once."""
         torch._foreach_lerp_(self._teacher_params, self._student_params, 1.0 - momentum)
+
+
+def uses_dinov2(cfg: Config) -> bool:
+    """True when the config asks for a DINOv2 part (iBOT, KoLeo or sequence packing)."""
+    return cfg.ibot.weight > 0 or cfg.loss.koleo_weight > 0 or cfg.model.pack_sequences
+
+
+def build_meta_arch(cfg: Config) -> nn.Module:
+    """DINOMetaArch for DINO (unchanged keys), DINOv2MetaArch when a DINOv2 part is on."""
+    if uses_dinov2(cfg):
+        from dinolab.train.meta_arch_dinov2 import DINOv2MetaArch
+
+        return DINOv2MetaArch(cfg)
+    return DINOMetaArch(cfg)

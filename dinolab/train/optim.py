@@ -12,34 +12,72 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+EMBEDDING_NAMES = ("pos_embed", "patch_embed", "mask_token", "cls_token", "register_tokens")
 
-def param_groups(model: nn.Module) -> list[dict]:
-    """Two AdamW groups: regularised weights, and biases / 1-D parameters without decay.
 
-    Frozen parameters (requires_grad False) are left out. Groups may carry optional
-    `lr_multiplier` / `wd_multiplier` keys (e.g. layer-wise lr decay), honoured by
-    `apply_schedules`.
+def lr_multiplier(name: str, depth: int, layer_decay: float, patch_embed_lr_mult: float) -> float:
+    """DINOv2's per-parameter lr factor: layer-wise decay, times 0.2 for the patch embedding.
+
+    Embeddings count as layer 0, block i as layer i + 1, the final norm and everything outside
+    the backbone (heads) as layer depth + 1; the factor is layer_decay ** (depth + 1 - layer).
     """
-    regularized, not_regularized = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if name.endswith(".bias") or p.ndim <= 1:
-            not_regularized.append(p)
-        else:
-            regularized.append(p)
-    return [
-        {"params": regularized, "apply_wd": True, "name": "decay"},
-        {"params": not_regularized, "apply_wd": False, "weight_decay": 0.0, "name": "no_decay"},
-    ]
+    rel = name.split("backbone.", 1)[1] if "backbone." in name else name
+    layer = depth + 1
+    if rel.startswith(EMBEDDING_NAMES):
+        layer = 0
+    elif rel.startswith("blocks."):
+        layer = int(rel.split(".")[1]) + 1
+    mult = layer_decay ** (depth + 1 - layer)
+    if rel.startswith("patch_embed"):
+        mult *= patch_embed_lr_mult
+    return mult
 
 
-def build_optimizer(model: nn.Module, betas: Sequence[float] = (0.9, 0.999)) -> torch.optim.AdamW:
-    """AdamW over `param_groups(model)`; lr and wd start at 0 and are set by `apply_schedules`.
+def param_groups(
+    model: nn.Module, layer_decay: float = 1.0, patch_embed_lr_mult: float = 1.0
+) -> list[dict]:
+    """AdamW groups: regularised weights, and biases / 1-D parameters without decay.
+
+    Frozen parameters (requires_grad False) are left out. With layer-wise lr decay or a
+    patch-embedding lr factor (DINOv2), each of the two groups is split further by
+    `lr_multiplier`, which `apply_schedules` honours (as it does `wd_multiplier`).
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if layer_decay == 1.0 and patch_embed_lr_mult == 1.0:
+        regularized = [p for n, p in named if not (n.endswith(".bias") or p.ndim <= 1)]
+        not_regularized = [p for n, p in named if n.endswith(".bias") or p.ndim <= 1]
+        return [
+            {"params": regularized, "apply_wd": True, "name": "decay"},
+            {"params": not_regularized, "apply_wd": False, "weight_decay": 0.0, "name": "no_decay"},
+        ]
+    blocks = [int(n.split("blocks.", 1)[1].split(".")[0]) for n, _ in named if "blocks." in n]
+    depth = max(blocks) + 1 if blocks else 0
+    groups: dict[tuple[bool, float], dict] = {}
+    for name, p in named:
+        decay = not (name.endswith(".bias") or p.ndim <= 1)
+        mult = lr_multiplier(name, depth, layer_decay, patch_embed_lr_mult)
+        key = (decay, round(mult, 12))
+        if key not in groups:
+            tag = "decay" if decay else "no_decay"
+            groups[key] = {"params": [], "apply_wd": decay, "lr_multiplier": mult,
+                           "name": f"{tag}_lr{mult:.3g}"}  # fmt: skip
+            if not decay:
+                groups[key]["weight_decay"] = 0.0
+        groups[key]["params"].append(p)
+    return list(groups.values())
+
+
+def build_optimizer(
+    model: nn.Module,
+    betas: Sequence[float] = (0.9, 0.999),
+    layer_decay: float = 1.0,
+    patch_embed_lr_mult: float = 1.0,
+) -> torch.optim.AdamW:
+    """AdamW over `param_groups(model, ...)`; lr and wd start at 0, set by `apply_schedules`.
 
     Uses the fused kernel when every parameter is on CUDA, the multi-tensor one otherwise.
     """
-    groups = [g for g in param_groups(model) if g["params"]]
+    groups = [g for g in param_groups(model, layer_decay, patch_embed_lr_mult) if g["params"]]
     if not groups:
         raise ValueError(
             "The model has no trainable parameters: check that requires_grad is not disabled."

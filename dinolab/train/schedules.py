@@ -6,9 +6,11 @@ exact: the step counter alone restores every hyper-parameter.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from dinolab.config.schema import Config
+from dinolab.config.schema import Config, OptimConfig
 
 
 def cosine_schedule(
@@ -48,10 +50,25 @@ def teacher_temp_schedule(
     return np.concatenate((ramp, flat))[:total].astype(np.float64)
 
 
+LR_SCALINGS = ("linear_256", "sqrt_1024")
+
+
+def peak_lr(optim: OptimConfig, total_batch: int) -> float:
+    """base_lr scaled to the global batch: linearly against 256 (DINO) or by sqrt(B / 1024)
+    (DINOv2, whose base_lr is given for a batch of 1024)."""
+    if optim.lr_scaling == "linear_256":
+        return optim.base_lr * total_batch / 256.0
+    if optim.lr_scaling == "sqrt_1024":
+        return optim.base_lr * math.sqrt(total_batch / 1024.0)
+    raise ValueError(
+        f"optim.lr_scaling must be one of {', '.join(LR_SCALINGS)}, not '{optim.lr_scaling}'."
+    )
+
+
 def build_schedules(cfg: Config, iters_per_epoch: int, total_batch: int) -> dict[str, np.ndarray]:
     """All schedules of a run, each of length train.epochs * iters_per_epoch.
 
-    Keys: `lr` (peak optim.base_lr * total_batch / 256 after a warm-up from 0, cosine to
+    Keys: `lr` (peak `peak_lr(cfg.optim, total_batch)` after a warm-up from 0, cosine to
     optim.min_lr), `wd` (cosine weight_decay -> weight_decay_end), `momentum` (teacher EMA,
     cosine momentum_teacher -> momentum_teacher_end), `teacher_temp`.
     """
@@ -61,9 +78,10 @@ def build_schedules(cfg: Config, iters_per_epoch: int, total_batch: int) -> dict
             "add images or lower train.batch_size."
         )
     o, epochs = cfg.optim, cfg.train.epochs
-    peak_lr = o.base_lr * total_batch / 256.0
     return {
-        "lr": cosine_schedule(peak_lr, o.min_lr, epochs, iters_per_epoch, o.warmup_epochs),
+        "lr": cosine_schedule(
+            peak_lr(o, total_batch), o.min_lr, epochs, iters_per_epoch, o.warmup_epochs
+        ),
         "wd": cosine_schedule(o.weight_decay, o.weight_decay_end, epochs, iters_per_epoch),
         "momentum": cosine_schedule(
             o.momentum_teacher, o.momentum_teacher_end, epochs, iters_per_epoch

@@ -97,3 +97,22 @@ def test_two_processes_use_the_global_batch(tmp_path):
     # Sinkhorn over ranks equals Sinkhorn over the concatenated batch on one process.
     full = torch.randn(4, 3, generator=torch.Generator().manual_seed(7))
     torch.testing.assert_close(torch.cat([r0["q"], r1["q"]]), sinkhorn_knopp(full, temp=0.1))
+
+
+def test_three_iterations_give_unit_rows_and_near_uniform_prototypes():
+    # DINOv2's setting (3 iterations): rows are exact distributions after the last step and
+    # the prototype marginals are already much closer to B / K than a plain softmax's.
+    torch.manual_seed(2)
+    logits = torch.randn(64, 8) + torch.linspace(0, 2, 8)  # prototypes of unequal popularity
+    q = sinkhorn_knopp(logits, temp=0.5, n_iterations=3)
+    torch.testing.assert_close(q.sum(dim=1), torch.ones(64))
+    soft = torch.softmax(logits / 0.5, dim=1).sum(dim=0)
+    assert (q.sum(dim=0) - 8.0).abs().max() < 0.1 * (soft - 8.0).abs().max()
+
+
+def test_no_rows_leave_the_centre_alone_and_sinkhorn_returns_empty():
+    c = EMACenter(3, momentum=0.5)
+    c.center.fill_(1.0)
+    c.update(torch.zeros(0, 3))
+    assert torch.equal(c.center, torch.ones(1, 3))
+    assert sinkhorn_knopp(torch.zeros(0, 3), temp=0.1).shape == (0, 3)

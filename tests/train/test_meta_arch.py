@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from dinolab.train.meta_arch import DINOMetaArch
@@ -55,3 +56,73 @@ def test_resnet50_trains_too(tmp_path):
     assert model.student.backbone.embed_dim == 2048
     assert all(p.grad is None for p in model.teacher.parameters())
     assert model.student.head.mlp[0].weight.grad is not None
+
+
+_V2 = {
+    "model.patch_size": 4,
+    "ibot.weight": 1.0,
+    "ibot.out_dim": 48,
+    "ibot.hidden_dim": 32,
+    "ibot.bottleneck_dim": 16,
+    "loss.koleo_weight": 0.1,
+}
+
+
+def test_dino_config_builds_the_dino_meta_arch(tmp_path):
+    from dinolab.train.meta_arch import build_meta_arch
+
+    assert type(build_meta_arch(tiny_config(tmp_path, tmp_path))) is DINOMetaArch
+
+
+def test_dinov2_student_sees_masked_globals_teacher_unmasked(tmp_path):
+    from dinolab.train.meta_arch import build_meta_arch
+
+    model = build_meta_arch(tiny_config(tmp_path, tmp_path, **_V2))
+    seen = {}
+    for name in ("student", "teacher"):
+        bb = getattr(model, name).backbone
+        orig = bb.prepare_tokens_with_masks
+
+        def spy(x, masks=None, n=name, orig=orig):
+            seen.setdefault(n, []).append(None if masks is None else masks.clone())
+            return orig(x, masks)
+
+        bb.prepare_tokens_with_masks = spy
+    masks = torch.zeros(8, 64, dtype=torch.bool)
+    masks[0, :10] = True
+    masks[5, 20:24] = True
+    out = model.forward_loss({**_batch(), "masks": masks}, teacher_temp=0.04)
+    assert seen["teacher"] == [None]  # globals only, unmasked
+    assert torch.equal(seen["student"][0], masks) and seen["student"][1] is None  # locals
+    assert {"dino_loss", "ibot_loss", "koleo_loss", "masked_fraction"} <= out.keys()
+    assert float(out["masked_fraction"]) == pytest.approx(14 / (8 * 64))
+    w = model.cfg
+    total = out["dino_loss"] + w.ibot.weight * out["ibot_loss"] + 0.1 * out["koleo_loss"]
+    torch.testing.assert_close(out["loss"].detach(), total)
+
+
+def test_dinov2_heads_untied_or_shared_and_both_last_layers_freeze(tmp_path):
+    from dinolab.train.meta_arch import build_meta_arch
+    from dinolab.train.optim import cancel_last_layer_gradients
+
+    untied = build_meta_arch(tiny_config(tmp_path, tmp_path, **_V2))
+    keys = set(untied.state_dict())
+    assert "student.head.ibot.last_layer.weight_v" in keys
+    assert untied.student.head["ibot"].last_layer.weight_v.shape[0] == 48
+    untied.forward_loss(_batch(), teacher_temp=0.04)["loss"].backward()
+    cancel_last_layer_gradients(untied.student.head, epoch=0, freeze_epochs=1)
+    assert untied.student.head["dino"].last_layer.weight_v.grad is None
+    assert untied.student.head["ibot"].last_layer.weight_v.grad is None
+    assert untied.student.head["ibot"].mlp[0].weight.grad is not None
+    shared = build_meta_arch(
+        tiny_config(tmp_path, tmp_path, **_V2, **{"ibot.separate_head": False})
+    )
+    assert not any(".head.ibot." in k for k in shared.state_dict())
+    assert shared.ibot_loss.centering.center.shape == (1, 64)  # the DINO head's prototypes
+
+
+def test_dinov2_rejects_ibot_on_a_resnet(tmp_path):
+    from dinolab.train.meta_arch import build_meta_arch
+
+    with pytest.raises(ValueError, match="ViT backbone"):
+        build_meta_arch(tiny_config(tmp_path, tmp_path, **_V2, **{"model.arch": "resnet50"}))

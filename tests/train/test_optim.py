@@ -129,3 +129,37 @@ def test_cancel_last_layer_only_during_freeze():
 def test_cancel_last_layer_without_one_is_a_clear_error():
     with pytest.raises(ValueError, match="no 'last_layer' parameters"):
         cancel_last_layer_gradients(nn.Linear(2, 2), epoch=0, freeze_epochs=1)
+
+
+def test_layer_decay_and_patch_embed_multipliers_match_dinov2():
+    from dinolab.models import VisionTransformer
+    from dinolab.models.heads import DINOHead
+
+    student = nn.Module()
+    student.backbone = VisionTransformer(32, 8, embed_dim=16, depth=3, num_heads=2)
+    student.head = DINOHead(16, 8, hidden_dim=8, bottleneck_dim=4)
+    groups = param_groups(student, layer_decay=0.5, patch_embed_lr_mult=0.2)
+    mult = {id(p): g["lr_multiplier"] for g in groups for p in g["params"]}
+    wd = {id(p): g["apply_wd"] for g in groups for p in g["params"]}
+    named = dict(student.named_parameters())
+    # depth 3: embeddings are layer 0 -> 0.5 ** 4; block i -> 0.5 ** (3 - i); norm, head -> 1
+    assert mult[id(named["backbone.cls_token"])] == pytest.approx(0.5**4)
+    assert mult[id(named["backbone.patch_embed.proj.weight"])] == pytest.approx(0.2 * 0.5**4)
+    assert mult[id(named["backbone.blocks.0.attn.qkv.weight"])] == pytest.approx(0.5**3)
+    assert mult[id(named["backbone.blocks.2.mlp.fc2.bias"])] == pytest.approx(0.5)
+    assert mult[id(named["backbone.norm.weight"])] == 1.0
+    assert mult[id(named["head.last_layer.weight_v"])] == 1.0
+    assert wd[id(named["backbone.blocks.1.attn.qkv.weight"])]
+    assert not wd[id(named["backbone.blocks.1.attn.qkv.bias"])]
+    assert "head.last_layer.weight_g" not in {n for n, p in named.items() if id(p) in mult}
+    opt = build_optimizer(student, layer_decay=0.5, patch_embed_lr_mult=0.2)
+    apply_schedules(opt, lr=1.0, wd=0.1)
+    for g in opt.param_groups:
+        assert g["lr"] == pytest.approx(g["lr_multiplier"])
+        assert g["weight_decay"] == (0.1 if g["apply_wd"] else 0.0)
+
+
+def test_default_multipliers_keep_the_two_dino_groups():
+    groups = param_groups(Tiny(), layer_decay=1.0, patch_embed_lr_mult=1.0)
+    assert [g["name"] for g in groups] == ["decay", "no_decay"]
+    assert all("lr_multiplier" not in g for g in groups)

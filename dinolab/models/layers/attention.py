@@ -45,14 +45,39 @@ class Attention(nn.Module):
         explicit kernel since SDPA does not expose them.
         """
         B, N, C = x.shape
-        h, d = self.num_heads, self.head_dim
-        qkv = self.qkv(x).view(B, N, 3, h, d)
-        if self._use_sdpa(x) and not return_attention:
+        qkv = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim)
+        if return_attention:
+            return self._attend(qkv, use_sdpa=False, return_attention=True)
+        return self.proj(self._attend(qkv, self._use_sdpa(x)).reshape(B, N, C))
+
+    def forward_packed(self, x: torch.Tensor, segments: list[tuple[int, int]]) -> torch.Tensor:
+        """Tokens of several batches packed as one sequence [T, D] -> [T, D].
+
+        `segments` lists (batch, tokens) of each packed batch, in order. The projections run
+        once over all T tokens; attention is block-diagonal (each image attends to its own
+        tokens only), computed per segment, so the result equals separate `forward` calls.
+        """
+        C = x.shape[-1]
+        qkv = self.qkv(x)
+        use_sdpa, outs, start = self._use_sdpa(x), [], 0
+        for b, n in segments:
+            chunk = qkv[start : start + b * n].view(b, n, 3, self.num_heads, self.head_dim)
+            outs.append(self._attend(chunk, use_sdpa).reshape(b * n, C))
+            start += b * n
+        if start != x.shape[0]:
+            raise ValueError(f"segments cover {start} tokens but {x.shape[0]} were packed.")
+        return self.proj(outs[0] if len(outs) == 1 else torch.cat(outs))
+
+    def _attend(
+        self, qkv: torch.Tensor, use_sdpa: bool, return_attention: bool = False
+    ) -> torch.Tensor:
+        """qkv [B, N, 3, h, d] -> attention output [B, N, h, d] (or weights [B, h, N, N])."""
+        B, N, _, h, d = qkv.shape
+        if use_sdpa:
             # SDPA takes the strided q, k, v views and returns [B, h, N, d] laid out as
             # [B, N, h, d] in memory, so neither side needs a copy.
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-            out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
-            return self.proj(out.reshape(B, N, C))
+            return F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
         # One copy into [3, B*h, N, d]: the batched matmuls then take contiguous operands
         # (instead of one hidden copy per operand), and the 1/sqrt(d) scale is applied by the
         # q k^T GEMM itself (alpha) rather than by a pass over q.
@@ -63,5 +88,4 @@ class Attention(nn.Module):
         attn = attn.softmax(dim=-1)
         if return_attention:
             return attn.view(B, h, N, N)
-        out = torch.bmm(attn, v).view(B, h, N, d).transpose(1, 2)
-        return self.proj(out.reshape(B, N, C))
+        return torch.bmm(attn, v).view(B, h, N, d).transpose(1, 2)

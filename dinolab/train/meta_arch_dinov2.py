@@ -1,0 +1,147 @@
+"""DINOv2's student and teacher: DINO on CLS tokens, iBOT on masked patches, KoLeo on CLS.
+
+The student sees every crop, its global crops with iBOT block masks (masked patches become the
+mask token); the teacher, an EMA copy without stochastic depth, sees the unmasked global crops.
+The DINO and iBOT heads are separate (DINOv2) unless `ibot.separate_head` is false, and both sit
+under `network.head` ({"dino", "ibot"}) so freezing every `last_layer` reaches both.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from dinolab.config.schema import Config, HeadConfig
+from dinolab.data.masking import BlockMaskGenerator
+from dinolab.losses import DINOLoss, IBOTPatchLoss, koleo_loss
+from dinolab.models import build_backbone, build_head
+
+
+class DINOv2Network(nn.Module):
+    """Backbone + {"dino": head, "ibot": head (absent when shared)}."""
+
+    def __init__(self, backbone: nn.Module, dino_head: nn.Module, ibot_head: nn.Module | None):
+        super().__init__()
+        self.backbone = backbone
+        heads = {"dino": dino_head} if ibot_head is None else {"dino": dino_head, "ibot": ibot_head}
+        self.head = nn.ModuleDict(heads)
+
+    @property
+    def ibot_head(self) -> nn.Module:
+        return self.head["ibot"] if "ibot" in self.head else self.head["dino"]
+
+    def heads(self, cls: Tensor, patches: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """(DINO logits of cls, iBOT logits of patches); one call when the head is shared."""
+        if patches is None:
+            return self.head["dino"](cls), None
+        if "ibot" in self.head:
+            return self.head["dino"](cls), self.head["ibot"](patches)
+        logits = self.head["dino"](torch.cat([cls, patches]))
+        return logits[: cls.shape[0]], logits[cls.shape[0] :]
+
+
+class DINOv2MetaArch(nn.Module):
+    """Everything with weights in a DINOv2 run: student, teacher and the losses' centres."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.use_ibot = cfg.ibot.weight > 0
+        if cfg.model.arch.startswith("resnet") and (self.use_ibot or cfg.model.pack_sequences):
+            raise ValueError(
+                "iBOT and sequence packing need a ViT backbone: set model.arch=vit_* or "
+                "ibot.weight=0 and model.pack_sequences=false."
+            )
+        self.student = self._network(cfg.model)
+        teacher_model = copy.deepcopy(cfg.model)
+        teacher_model.drop_path_rate = 0.0  # the teacher never drops paths
+        self.teacher = self._network(teacher_model)
+        self.teacher.load_state_dict(self.student.state_dict())
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        loss = cfg.loss
+        self.dino_loss = DINOLoss(
+            cfg.head.out_dim, loss.student_temp, loss.center_momentum, loss.centering,
+            loss.sinkhorn_iterations,
+        )  # fmt: skip
+        if self.use_ibot:
+            ibot_dim = cfg.ibot.out_dim if cfg.ibot.separate_head else cfg.head.out_dim
+            self.ibot_loss = IBOTPatchLoss(
+                ibot_dim, loss.student_temp, cfg.ibot.center_momentum, loss.centering,
+                loss.sinkhorn_iterations,
+            )  # fmt: skip
+            patch = self.student.backbone.patch_size
+            self.masks = BlockMaskGenerator(
+                cfg.data.global_size // patch, cfg.ibot.mask_min_patches, cfg.ibot.mask_aspect
+            )
+        self._student_params = list(self.student.parameters())
+        self._teacher_params = list(self.teacher.parameters())
+
+    def _network(self, model_cfg) -> DINOv2Network:
+        backbone = build_backbone(model_cfg)
+        dino = build_head(self.cfg.head, backbone.embed_dim)
+        ibot = None
+        if self.use_ibot and self.cfg.ibot.separate_head:
+            i = self.cfg.ibot
+            ibot = build_head(
+                HeadConfig(i.out_dim, i.hidden_dim, i.bottleneck_dim, i.nlayers,
+                           self.cfg.head.norm_last_layer),
+                backbone.embed_dim,
+            )  # fmt: skip
+        return DINOv2Network(backbone, dino, ibot)
+
+    def make_masks(self, n: int, device: torch.device) -> Tensor:
+        """iBOT masks for n global crops from torch's CPU RNG (checkpointed: exact resume)."""
+        i = self.cfg.ibot
+        return self.masks.batch(n, i.mask_probability, i.mask_ratio).to(device)
+
+    def _features(self, net: DINOv2Network, xs: list[Tensor], masks: list) -> list[dict]:
+        backbone = net.backbone
+        if hasattr(backbone, "forward_features_list"):
+            return backbone.forward_features_list(xs, masks, packed=self.cfg.model.pack_sequences)
+        return [{"x_norm_clstoken": backbone(x)} for x in xs]  # ResNet: CLS only
+
+    def forward_loss(self, batch: dict, teacher_temp: float) -> dict[str, Tensor]:
+        """One DINOv2 step's loss (`loss`) and detached parts and monitors."""
+        g = batch["global_crops"]
+        local = batch.get("local_crops")
+        masks = None
+        if self.use_ibot:
+            masks = batch.get("masks")
+            masks = self.make_masks(g.shape[0], g.device) if masks is None else masks.bool()
+        with torch.no_grad():
+            t = self._features(self.teacher, [g], [None])[0]
+            t_patch = t["x_norm_patchtokens"][masks] if masks is not None else None
+            t_dino, t_ibot = self.teacher.heads(t["x_norm_clstoken"], t_patch)
+        xs, ms = [g], [masks]
+        if local is not None and local.numel() > 0:
+            xs, ms = [g, local], [masks, None]
+        s = self._features(self.student, xs, ms)
+        s_cls = torch.cat([o["x_norm_clstoken"] for o in s])
+        s_patch = s[0]["x_norm_patchtokens"][masks] if masks is not None else None
+        s_dino, s_ibot = self.student.heads(s_cls, s_patch)
+
+        dino = self.dino_loss(s_dino, t_dino, teacher_temp, n_global=2)
+        w = self.cfg
+        total = w.loss.dino_weight * dino["loss"]
+        out = {k: v for k, v in dino.items() if k != "loss"}
+        out["dino_loss"] = dino["loss"].detach()
+        if w.loss.koleo_weight > 0:
+            koleo = sum(koleo_loss(c) for c in s_cls[: g.shape[0]].chunk(2))
+            total = total + w.loss.koleo_weight * koleo
+            out["koleo_loss"] = koleo.detach()
+        if masks is not None:
+            ibot = self.ibot_loss(s_ibot, t_ibot, masks, teacher_temp)
+            total = total + w.ibot.weight * ibot["loss"]
+            out["ibot_loss"] = ibot["loss"].detach()
+            out["ibot_teacher_entropy"] = ibot["ibot_teacher_entropy"]
+            out["masked_fraction"] = ibot["masked_fraction"]
+        out["loss"] = total
+        return out
+
+    @torch.no_grad()
+    def update_teacher(self, momentum: float) -> None:
+        """teacher <- m * teacher + (1 - m) * student (backbone and both heads)."""
+        torch._foreach_lerp_(self._teacher_params, self._student_params, 1.0 - momentum)
