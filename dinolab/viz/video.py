@@ -1,0 +1,103 @@
+"""Attention-map videos: a folder of frames to a GIF or MP4 of the CLS attention, frame by frame.
+
+DINO's videos show the attention following objects through motion without any tracking.
+Each output frame is the photo beside its attention overlay; a preview PNG of a few frames is
+written next to the video. GIFs are written with imageio (Pillow), MP4s with imageio-ffmpeg.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from dinolab.data.datasets import decode_image
+from dinolab.viz.attention import cls_attention
+from dinolab.viz.images import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    as_vit,
+    heat_overlay,
+    image_paths,
+    load_image,
+    normalize,
+    pyplot,
+    save_figure,
+    upsample,
+)
+
+VIDEO_SUFFIXES = (".gif", ".mp4")
+
+
+def _write(frames: list[np.ndarray], out: Path, fps: float) -> None:
+    try:
+        import imageio.v2 as imageio
+    except ImportError:
+        raise ValueError("writing videos needs imageio: pip install imageio.") from None
+    if out.suffix == ".gif":
+        imageio.mimwrite(out, frames, duration=1000.0 / fps, loop=0)
+        return
+    try:
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        raise ValueError(
+            f"'{out}': MP4 needs imageio-ffmpeg (pip install imageio-ffmpeg); or write a .gif."
+        ) from None
+    imageio.mimwrite(out, frames, fps=fps, codec="libx264", macro_block_size=2, quality=7)
+
+
+def attention_video(
+    model: nn.Module | str | Path,
+    frames: str | Path | Sequence[str | Path],
+    out: str | Path,
+    size: int | None = 320,
+    fps: float = 8.0,
+    block: int = -1,
+    head: int | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    device: str | torch.device = "cpu",
+) -> dict:
+    """Write `out` (.gif or .mp4) from the frames (a folder, sorted by name, or a list).
+
+    `head` picks one head; None draws the head average. Frames are resized to the first
+    frame's size. Returns {"video": path, "preview": PNG path, "frames": count}.
+    """
+    out = Path(out)
+    if out.suffix.lower() not in VIDEO_SUFFIXES:
+        raise ValueError(f"'{out}' must end in .gif or .mp4.")
+    if fps <= 0:
+        raise ValueError(f"fps={fps} must be positive.")
+    vit = as_vit(model).to(device)
+    if head is not None and not 0 <= head < vit.num_heads:
+        raise ValueError(f"head {head} does not exist: the model has heads 0..{vit.num_heads - 1}.")
+    paths = image_paths([frames] if isinstance(frames, (str, Path)) else frames)
+    first = load_image(paths[0], vit.patch_size, size, mean, std)["rgb"]
+    h, w = first.shape[:2]  # a multiple of the patch; every frame is resized to it
+    video = []
+    for path in paths:
+        rgb = np.asarray(decode_image(str(path)).resize((w, h), Image.BICUBIC))
+        maps = cls_attention(vit, normalize(rgb, mean, std).to(device), block)
+        grid = maps["mean"][0] if head is None else maps["heads"][0, head]
+        heat = upsample(grid.cpu(), rgb.shape[:2]).numpy()
+        video.append(np.concatenate([rgb, heat_overlay(rgb, heat)], axis=1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write(video, out, fps)
+    preview = _preview(video, out.with_name(out.stem + "_preview.png"))
+    return {"video": out, "preview": preview, "frames": len(video)}
+
+
+def _preview(video: list[np.ndarray], out: Path, n: int = 4) -> Path:
+    """Up to `n` evenly spaced frames stacked in one PNG (a quick look without a player)."""
+    plt = pyplot()
+    picks = sorted({round(i) for i in np.linspace(0, len(video) - 1, min(n, len(video)))})
+    fig, axes = plt.subplots(len(picks), 1, figsize=(6, 3 * len(picks)), squeeze=False)
+    for ax, i in zip(axes[:, 0], picks, strict=True):
+        ax.imshow(video[i])
+        ax.set_title(f"frame {i}", fontsize=8)
+        ax.axis("off")
+    return save_figure(fig, out)
