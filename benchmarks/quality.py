@@ -243,8 +243,8 @@ def run_chunk(cfg: Config, clock: BudgetClock, chunk_s: float, resume: bool) -> 
     step_times: list[float] = []
     step_fn, done_fn = trainer._step, trainer._done
 
-    def timed_step(batch):
-        out = step_fn(batch)
+    def timed_step(*args, **kwargs):
+        out = step_fn(*args, **kwargs)
         step_times.append(time.perf_counter())
         return out
 

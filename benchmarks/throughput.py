@@ -53,6 +53,22 @@ CONFIGS = {
         "overrides": ["train.batch_size=8", "data.num_local_crops=6", "head.out_dim=65536"],
         "what": "ViT-S/16, 2x224+6x96, K=65536, batch 8",
     },
+    # DINOv2 recipe (iBOT + KoLeo + Sinkhorn-Knopp, untied heads, LayerScale, drop-path 0.4)
+    # on ViT-S/14 with the paper's crops; 4 images per step keeps a CPU step near a minute.
+    "C": {
+        "preset": "dinov2_vits14",
+        "overrides": ["train.batch_size=4", "model.drop_path_impl=mask"],
+        "what": "DINOv2 ViT-S/14, 2x224+8x98, iBOT+KoLeo+SK, batch 4",
+    },
+    "D": {
+        "preset": "dinov2_vits14",
+        "overrides": [
+            "train.batch_size=4",
+            "model.drop_path_impl=subset",
+            "model.pack_sequences=true",
+        ],
+        "what": "C + efficient stochastic depth + packed crops",
+    },
 }
 
 
@@ -75,10 +91,13 @@ def matmul_peak(dtype: torch.dtype, sizes: tuple[int, ...], repeats: int) -> flo
 
 
 # ------------------------------------------------------------------------- one config
-def build_trainer(config: str, precision: str, head_hidden: int | None, attn_impl: str):
+def build_trainer(
+    config: str, precision: str, head_hidden: int | None, attn_impl: str, extra: list[str]
+):
     """A `Trainer` shell around DINOMetaArch + AdamW + schedules, without dataset or logger."""
     from dinolab.config.loader import load_config
-    from dinolab.train.meta_arch import DINOMetaArch
+    from dinolab.train import parallel
+    from dinolab.train.meta_arch import build_meta_arch
     from dinolab.train.optim import build_optimizer
     from dinolab.train.schedules import build_schedules
     from dinolab.train.trainer import Trainer
@@ -88,6 +107,7 @@ def build_trainer(config: str, precision: str, head_hidden: int | None, attn_imp
         f"train.precision={precision}",
         f"model.attn_impl={attn_impl}",
         "train.device=cpu",
+        *extra,
     ]
     if head_hidden:
         overrides.append(f"head.hidden_dim={head_hidden}")
@@ -96,8 +116,16 @@ def build_trainer(config: str, precision: str, head_hidden: int | None, attn_imp
     t = Trainer.__new__(Trainer)  # the real _step, without a dataset, run dir or logger
     t.cfg = cfg
     t.device = torch.device("cpu")
-    t.model = DINOMetaArch(cfg).to(t.device)
-    t.optimizer = build_optimizer(t.model.student, betas=tuple(cfg.optim.betas))
+    t.world_size, t.epoch = 1, 0
+    t.model = build_meta_arch(cfg).to(t.device)
+    t.runner = parallel.wrap(t.model, cfg, t.device)  # compile / checkpointing as configured
+    t.sharded, t.channels_last = False, parallel.uses_channels_last(cfg)
+    t.optimizer = build_optimizer(
+        t.model.student,
+        betas=tuple(cfg.optim.betas),
+        layer_decay=cfg.optim.layer_decay,
+        patch_embed_lr_mult=cfg.optim.patch_embed_lr_mult,
+    )
     iters = 1000
     t.schedules = build_schedules(cfg, iters, cfg.train.batch_size)
     # Steady state: after the last-layer freeze and the lr warm-up, so every parameter updates.
@@ -126,7 +154,9 @@ def step_flops(trainer, batch) -> int:
 
 def run_worker(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
-    trainer, cfg = build_trainer(args.worker[0], args.worker[1], args.head_hidden, args.attn_impl)
+    trainer, cfg = build_trainer(
+        args.worker[0], args.worker[1], args.head_hidden, args.attn_impl, args.set or []
+    )
     gen = torch.Generator().manual_seed(0)
     batches = [synthetic_batch(cfg, gen) for _ in range(2)]
     flops = step_flops(trainer, batches[0])
@@ -153,6 +183,7 @@ def run_worker(args: argparse.Namespace) -> dict:
         "batch": b,
         "head_hidden": cfg.head.hidden_dim,
         "attn_impl": cfg.model.attn_impl,
+        "extra": " ".join(args.set or []),
         "flops_per_step": flops,
         "step_s_best": best,
         "step_s_median": statistics.median(step_times),
@@ -214,7 +245,9 @@ def table(rows: list[dict]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['config']}: {CONFIGS[r['config']]['what']} | {r['precision']} "
+            f"| {r['config']}: {CONFIGS[r['config']]['what']}"
+            + (f", {r['extra']}" if r.get("extra") else "")
+            + f" | {r['precision']} "
             f"| {r['images_s']:.1f} | {r['gflop_per_img']:.2f} | {r['gflops']:.0f} "
             f"| {r['peak_gflops']:.0f} | {100 * r['mfu']:.1f}% | {r['peak_rss_mib']:.0f} MiB |"
         )
@@ -237,6 +270,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-images", type=int, default=300)
     p.add_argument("--no-model", action="store_true", help="only the data pipeline")
     p.add_argument("--json", type=Path, default=None, help="write all rows to this file")
+    p.add_argument(
+        "--set", nargs="+", metavar="KEY=VALUE", help="extra overrides, e.g. train.compile=true"
+    )
     p.add_argument("--worker", nargs=2, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -259,6 +295,8 @@ def main(argv: list[str] | None = None) -> None:
                 cmd += ["--peak-sizes", *map(str, args.peak_sizes)]
                 if args.head_hidden:
                     cmd += ["--head-hidden", str(args.head_hidden)]
+                if args.set:
+                    cmd += ["--set", *args.set]
                 out = subprocess.run(cmd, capture_output=True, text=True)
                 if out.returncode:
                     sys.exit(f"worker {config}/{precision} failed:\n{out.stderr}")

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from dinolab.cli_eval import register_eval
 from dinolab.cli_models import register as register_models
+from dinolab.cli_viz import register_viz
 from dinolab.config.loader import ConfigError, list_presets, load_config, load_saved_config, to_yaml
+from dinolab.train.distributed import DistributedError
 from dinolab.train.monitor import NonFiniteLossError
 
 log = logging.getLogger("dinolab")
@@ -23,6 +25,7 @@ def _split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
+    from dinolab.train.distributed import is_main_process
     from dinolab.train.pretrain import pretrain
 
     paths, overrides = _split_overrides(args.items)
@@ -43,7 +46,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         if paths:
             cfg.data.path = paths[0]
     summary = pretrain(cfg, resume=bool(args.resume))
-    _print_summary(summary)
+    if is_main_process():  # under torchrun only rank 0 prints
+        _print_summary(summary)
     return 0
 
 
@@ -100,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--preset")
     c.set_defaults(func=cmd_config)
     register_models(sub)
+    register_viz(sub)
     return parser
 
 
@@ -114,7 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, FileExistsError, ValueError, NonFiniteLossError) as exc:
+    except (
+        ConfigError,
+        FileNotFoundError,
+        FileExistsError,
+        ValueError,
+        NonFiniteLossError,
+        DistributedError,
+    ) as exc:
         if os.environ.get("DINOLAB_DEBUG"):
             raise
         print(f"dinolab: error: {exc}", file=sys.stderr)

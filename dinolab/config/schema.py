@@ -22,6 +22,9 @@ class ModelConfig:
     ffn: str = "auto"  # auto (the arch's own: swiglu for vit_giant2) | mlp | swiglu
     qkv_bias: bool = True
     attn_impl: str = "auto"  # auto | sdpa | math ("math" = explicit softmax(q k^T) v)
+    drop_path_uniform: bool = False  # DINOv2: one rate in every block (DINO: linear ramp)
+    drop_path_impl: str = "mask"  # mask | subset (branch on kept samples only) | auto (>0.1)
+    pack_sequences: bool = False  # DINOv2 student: all crops as one block-diagonal sequence
     # Custom sizes; 0 keeps the arch's own (e.g. a 2-block ViT for tests or tiny data).
     embed_dim: int = 0
     depth: int = 0
@@ -45,7 +48,7 @@ class DataConfig:
     """Where the images are and how they are cut into views."""
 
     path: str = ""  # folder of images (recursive), an ImageFolder root, or a .txt file list
-    format: str = "auto"  # auto | folder | imagefolder | filelist
+    format: str = "auto"  # auto | folder | imagefolder | filelist | shards (WebDataset .tar)
     global_size: int = 224
     local_size: int = 96
     num_local_crops: int = 8
@@ -55,6 +58,9 @@ class DataConfig:
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     num_workers: int = 4
     cache_decoded: bool = False  # keep decoded images in RAM (small datasets only)
+    # True: each epoch drops the last incomplete global batch; False: a smaller last batch,
+    # so every image is seen exactly once per epoch across all processes.
+    drop_last: bool = True
 
 
 @dataclass
@@ -66,6 +72,10 @@ class LossConfig:
     teacher_temp: float = 0.07
     teacher_temp_warmup_epochs: int = 30
     center_momentum: float = 0.9
+    centering: str = "ema"  # ema (DINO) | sinkhorn (DINOv2), for the DINO and iBOT targets
+    sinkhorn_iterations: int = 3
+    dino_weight: float = 1.0
+    koleo_weight: float = 0.0  # DINOv2: 0.1, on the student's CLS of each global crop
 
 
 @dataclass
@@ -81,6 +91,36 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     momentum_teacher: float = 0.996
     momentum_teacher_end: float = 1.0
+    lr_scaling: str = "linear_256"  # linear_256 (base_lr * B / 256) | sqrt_1024 (DINOv2)
+    layer_decay: float = 1.0  # layer-wise lr decay (block i of n gets decay ** (n - i))
+    patch_embed_lr_mult: float = 1.0  # DINOv2: 0.2
+
+
+@dataclass
+class IBOTConfig:
+    """DINOv2's patch-level objective: masked global-crop patches; weight 0 turns it off."""
+
+    weight: float = 0.0  # DINOv2: 1.0
+    mask_probability: float = 0.5  # share of the images that get a mask
+    mask_ratio: list[float] = field(default_factory=lambda: [0.1, 0.5])
+    mask_min_patches: int = 4  # smallest block (BEiT)
+    mask_aspect: list[float] = field(default_factory=lambda: [0.3, 1 / 0.3])
+    separate_head: bool = True  # False shares the DINO head (and its prototypes)
+    out_dim: int = 65536
+    hidden_dim: int = 2048
+    bottleneck_dim: int = 256
+    nlayers: int = 3
+    center_momentum: float = 0.9  # EMA centering only
+
+
+@dataclass
+class HighResConfig:
+    """DINOv2's short final phase at a higher resolution, from the same state (0 = off)."""
+
+    iterations: int = 0
+    global_size: int = 518
+    local_size: int = 0  # 0 keeps data.local_size (the batch size stays train's)
+    lr: float = 0.0  # constant lr of the phase; 0 keeps the last lr of the main schedule
 
 
 @dataclass
@@ -99,6 +139,13 @@ class TrainConfig:
     log_every_steps: int = 10
     progress: bool = True
     tensorboard: bool = True
+    # Several processes (torchrun / SLURM): see dinolab/train/parallel.py.
+    global_batch_size: int = 0  # >0: batch_size = global_batch_size / processes
+    parallel: str = "ddp"  # ddp | fsdp (FSDP2: student, teacher and optimizer sharded)
+    dist_backend: str = "auto"  # auto (nccl on GPU, gloo on CPU) | gloo | nccl
+    dist_timeout_s: int = 1800  # a collective waiting longer means a process died
+    compile: bool = False  # torch.compile each backbone block (or the whole ResNet)
+    activation_checkpointing: bool = False  # recompute student blocks in backward
 
 
 @dataclass
@@ -118,6 +165,17 @@ class EvalConfig:
 
 
 @dataclass
+class VizConfig:
+    """Attention maps of a few fixed images during pretraining, to watch the properties emerge."""
+
+    every_epochs: int = 0  # write run_dir/viz/attention_epochNNNN.png every N epochs (0 = off)
+    images: list[str] = field(default_factory=list)  # files or folders; [] = first of data.path
+    num_images: int = 4  # at most this many images
+    image_size: int = 0  # shorter side in pixels (rounded to the patch); 0 = data.global_size
+    block: int = -1  # which block's CLS attention (-1 = the last)
+
+
+@dataclass
 class Config:
     """A whole run. Saved resolved as `config.yaml` in the run directory."""
 
@@ -129,3 +187,6 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    ibot: IBOTConfig = field(default_factory=IBOTConfig)
+    highres: HighResConfig = field(default_factory=HighResConfig)
+    viz: VizConfig = field(default_factory=VizConfig)

@@ -4,11 +4,13 @@ It yields `(index, sample_seed)`; the dataset seeds the augmentation with sample
 views of a sample depend only on (seed, epoch, index): not on the worker that loads it, nor on
 how many workers there are, nor on whether the run was resumed mid-epoch.
 
-Epoch layout: the permutation is cut to whole global batches (batch_size x world_size).
-drop_last=True drops the incomplete last global batch (those images wait for another epoch's
-order); drop_last=False pads it with the first images of the permutation, so repeats appear
-only in the last batch of the epoch. Global batch j is permutation[j*G:(j+1)*G]; rank r takes
-every world_size-th element of it (strided shard), so each rank gets the same number of batches.
+Epoch layout: global step j takes a slice of the epoch's permutation and rank r takes every
+world_size-th element of that slice (strided shard), so all ranks run the same number of steps.
+drop_last=True cuts the epoch to whole global batches (batch_size x world_size); the tail waits
+for another epoch's order. drop_last=False keeps a smaller last step, split so that ranks differ
+by at most one image: every index appears exactly once per epoch across ranks, no padding. When
+the tail is smaller than world_size it is merged with the step before and the two are split
+evenly, so no rank ever gets an empty batch (the trainer weights ranks by their image counts).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def sample_seeds(seed: int, epoch: int, indices: np.ndarray) -> np.ndarray:
 
 
 class EpochSampler(Sampler):
-    """Per-epoch seeded shuffle, equal whole batches on every rank, mid-epoch resume."""
+    """Per-epoch seeded shuffle, the same number of steps on every rank, mid-epoch resume."""
 
     def __init__(
         self,
@@ -59,7 +61,7 @@ class EpochSampler(Sampler):
             raise ValueError(
                 f"The dataset has {num_samples} images, fewer than one global batch of "
                 f"{global_batch} ({batch_size} per process x {world_size} processes): lower "
-                "train.batch_size or add images"
+                "train.batch_size (or train.global_batch_size) or add images"
             )
         self.num_samples = num_samples
         self.batch_size = batch_size
@@ -70,14 +72,28 @@ class EpochSampler(Sampler):
         self.drop_last = drop_last
         self.epoch = 0
         self.start_batch = 0
+        if min(self._step_sizes()) < world_size:
+            raise ValueError(
+                f"The dataset has {num_samples} images and {world_size} processes: some process "
+                "would get an empty batch; add images, raise train.batch_size to 2 or more, or "
+                "set data.drop_last=true"
+            )
 
     @property
     def batches_per_epoch(self) -> int:
         """Batches each rank yields in a full epoch (independent of set_start_batch)."""
+        return len(self._step_sizes())
+
+    def _step_sizes(self) -> list[int]:
+        """Images in each global step of the epoch."""
         global_batch = self.batch_size * self.world_size
-        if self.drop_last:
-            return self.num_samples // global_batch
-        return -(-self.num_samples // global_batch)
+        full, tail = divmod(self.num_samples, global_batch)
+        if self.drop_last or tail == 0:
+            return [global_batch] * full
+        if tail >= self.world_size or full == 0:
+            return [global_batch] * full + [tail]
+        merged = global_batch + tail  # >= 2 * world_size once batch_size >= 2
+        return [global_batch] * (full - 1) + [merged - merged // 2, merged // 2]
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch's order; resets the start batch to 0."""
@@ -90,18 +106,29 @@ class EpochSampler(Sampler):
             raise ValueError(f"start batch {k} is outside 0..{self.batches_per_epoch}")
         self.start_batch = k
 
-    def epoch_indices(self) -> np.ndarray:
-        """This rank's indices for the current epoch, after the start-batch skip."""
+    def epoch_batches(self) -> list[np.ndarray]:
+        """This rank's index batches for the current epoch, after the start-batch skip."""
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(self.num_samples, generator=g).numpy()
         else:
             order = np.arange(self.num_samples)
-        total = self.batches_per_epoch * self.batch_size * self.world_size
-        if total > len(order):  # pad (drop_last=False) by wrapping around the permutation
-            order = np.resize(order, total)
-        shard = order[:total][self.rank :: self.world_size]
-        return shard[self.start_batch * self.batch_size :]
+        bounds = np.cumsum([0, *self._step_sizes()])
+        steps = zip(bounds[:-1], bounds[1:], strict=True)
+        batches = [order[a:b][self.rank :: self.world_size] for a, b in steps]
+        return batches[self.start_batch :]
+
+    def epoch_indices(self) -> np.ndarray:
+        """This rank's indices for the current epoch, after the start-batch skip."""
+        batches = self.epoch_batches()
+        return np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
+
+    def batches(self) -> Iterator[list[tuple[int, int]]]:
+        """The epoch as lists of `(index, sample_seed)`, one per step (a DataLoader batch)."""
+        for b in self.epoch_batches():
+            yield list(
+                zip(b.tolist(), sample_seeds(self.seed, self.epoch, b).tolist(), strict=True)
+            )
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         indices = self.epoch_indices()
@@ -109,4 +136,19 @@ class EpochSampler(Sampler):
         return zip(indices.tolist(), seeds.tolist(), strict=True)
 
     def __len__(self) -> int:
-        return (self.batches_per_epoch - self.start_batch) * self.batch_size
+        sizes = self._step_sizes()[self.start_batch :]
+        w, r = self.world_size, self.rank
+        return sum(max(0, (n - r + w - 1) // w) for n in sizes)
+
+
+class EpochBatchSampler(Sampler):
+    """`EpochSampler.batches()` as a DataLoader `batch_sampler` (steps may differ in size)."""
+
+    def __init__(self, sampler: EpochSampler) -> None:
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return self.sampler.batches()
+
+    def __len__(self) -> int:
+        return self.sampler.batches_per_epoch - self.sampler.start_batch

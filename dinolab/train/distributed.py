@@ -2,9 +2,26 @@
 
 Losses and the trainer call these unconditionally, so the same code runs under `torchrun`
 (gloo or nccl) and as a plain `python` process without an initialised process group.
+
+Launch: `torchrun --nproc_per_node=N [--nnodes M --rdzv-endpoint HOST:PORT] -m dinolab pretrain
+...`, or `srun` with one task per GPU (SLURM_* variables are mapped to torchrun's). The run
+directory must be on a filesystem every node sees. A collective that waits longer than
+`train.dist_timeout_s` (a dead or hung peer) raises `DistributedError` instead of hanging.
 """
 
 from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import hashlib
+import logging
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -56,3 +73,136 @@ def barrier() -> None:
     """Wait for every process (no-op when not distributed)."""
     if is_dist():
         dist.barrier()
+
+
+# ----------------------------------------------------------------- launch
+class DistributedError(RuntimeError):
+    """A collective failed or timed out: another process died or hangs."""
+
+
+def _slurm_env() -> None:
+    """Map `srun` variables to torchrun's when torchrun did not set them (one task per GPU)."""
+    env = os.environ
+    if "RANK" in env or int(env.get("SLURM_NTASKS", "1")) <= 1:
+        return
+    env["RANK"], env["WORLD_SIZE"] = env["SLURM_PROCID"], env["SLURM_NTASKS"]
+    env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
+    if "MASTER_ADDR" not in env:
+        nodes = env.get("SLURM_JOB_NODELIST", "localhost")
+        try:
+            out = subprocess.run(
+                ["scontrol", "show", "hostnames", nodes], capture_output=True, text=True
+            )
+            env["MASTER_ADDR"] = out.stdout.split()[0]
+        except (OSError, IndexError):
+            env["MASTER_ADDR"] = nodes.split(",")[0]
+    env.setdefault("MASTER_PORT", str(29500 + int(env.get("SLURM_JOB_ID", "0")) % 1000))
+
+
+def local_rank() -> int:
+    """This process's rank on its machine (selects its GPU)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def init_from_env(backend: str = "auto", timeout_s: float = 1800, use_cuda: bool = False) -> bool:
+    """Join the process group that torchrun or SLURM describe; True when distributed.
+
+    A no-op for a plain `python` process (WORLD_SIZE unset or 1) and when already initialised.
+    """
+    if is_dist():
+        return True
+    _slurm_env()
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if backend == "auto":
+        backend = "nccl" if use_cuda else "gloo"
+    if backend not in ("gloo", "nccl"):
+        raise ValueError(f"train.dist_backend must be auto, gloo or nccl, not '{backend}'.")
+    if use_cuda:
+        torch.cuda.set_device(local_rank())
+    dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+    atexit.register(_destroy)
+    if get_rank() > 0:  # rank 0 speaks for the job; the others only warn
+        logging.getLogger("dinolab").setLevel(logging.WARNING)
+    return True
+
+
+def _destroy() -> None:
+    if is_dist():
+        dist.destroy_process_group()
+
+
+@functools.cache
+def _cpu_group() -> Any:
+    """A gloo group for small host-side collectives (counts), so they never sync the GPU."""
+    if dist.get_backend() == "gloo":
+        return dist.group.WORLD
+    return dist.new_group(backend="gloo")
+
+
+def gather_ints(value: int) -> list[int]:
+    """`value` from every process, in rank order, over the CPU group ([value] alone)."""
+    if not is_dist():
+        return [value]
+    out = [torch.zeros(1, dtype=torch.int64) for _ in range(get_world_size())]
+    with collective_errors("counting images"):
+        dist.all_gather(out, torch.tensor([value], dtype=torch.int64), group=_cpu_group())
+    return [int(t) for t in out]
+
+
+def check_same_config(text: str) -> None:
+    """Raise on every rank when the resolved configs differ (e.g. overrides on one node only)."""
+    if not is_dist():
+        return
+    digest = int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "little")
+    digests = gather_ints(digest)
+    if len(set(digests)) == 1:
+        return
+    texts: list[Any] = [None] * get_world_size()
+    dist.all_gather_object(texts, text, group=_cpu_group())
+    odd = [r for r, d in enumerate(digests) if d != digests[0]]
+    diff = sorted(_keyed_lines(texts[0]) ^ _keyed_lines(texts[odd[0]]))[:6]
+    raise ValueError(
+        f"Ranks {odd} were started with a config different from rank 0's (differing lines: "
+        f"{diff}): give every process the same command line and preset."
+    )
+
+
+_LOST_PEER = re.compile(r"timed out|timeout|connection (closed|reset)|by peer|aborted", re.I)
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """`obj` from every process, in rank order (small picklable objects only)."""
+    if not is_dist():
+        return [obj]
+    out: list[Any] = [None] * get_world_size()
+    dist.all_gather_object(out, obj, group=_cpu_group())
+    return out
+
+
+def _keyed_lines(yaml_text: str) -> set[str]:
+    """'section.key: value' for each line of a two-level YAML dump (for readable diffs)."""
+    section, out = "", set()
+    for line in yaml_text.splitlines():
+        if line and not line[0].isspace():
+            section = line.strip()[:-1] + "." if line.rstrip().endswith(":") else ""
+            if section:
+                continue
+        out.add(section + line.strip())
+    return out
+
+
+@contextlib.contextmanager
+def collective_errors(what: str) -> Iterator[None]:
+    """Turn a backend timeout / lost peer into one DistributedError that says what to check."""
+    try:
+        yield
+    except (RuntimeError, dist.DistError) as e:
+        lost = isinstance(e, dist.DistError) or _LOST_PEER.search(str(e)) is not None
+        if isinstance(e, DistributedError) or not is_dist() or not lost:
+            raise
+        raise DistributedError(
+            f"Rank {get_rank()} of {get_world_size()} failed while {what}: another process "
+            f"died or stopped answering (first error: {str(e).strip().splitlines()[0][:200]}). "
+            "Check the other ranks' logs; resume with `dinolab pretrain --resume RUN_DIR`."
+        ) from e

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import math
 from pathlib import Path
 
+import numpy as np
+
+from dinolab.config.loader import save_config
 from dinolab.config.schema import Config
+from dinolab.train.schedules import build_schedules
 from dinolab.train.trainer import CHECKPOINT, Trainer
 
 log = logging.getLogger("dinolab")
@@ -26,6 +32,10 @@ def pretrain(cfg: Config, resume: bool = False) -> dict:
         )
     trainer = Trainer(cfg, resume=resume)
     summary = trainer.fit()
+    if cfg.highres.iterations > 0 and trainer.epoch >= cfg.train.epochs:
+        del trainer  # free the low-resolution loader and model before the final phase
+        trainer = highres_trainer(cfg)
+        summary = trainer.fit()
     if cfg.eval.train and cfg.eval.val and trainer.is_main:
         summary["knn"] = evaluate_run_knn(trainer, cfg)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -38,7 +48,7 @@ def evaluate_run_knn(trainer: Trainer, cfg: Config) -> dict:
     from dinolab.viz.curves import plot_training_curves
 
     result = run_knn(
-        trainer.model.teacher.backbone,
+        trainer.final_teacher or trainer.model.teacher.backbone,
         cfg.eval.train,
         cfg.eval.val,
         image_size=cfg.eval.image_size or cfg.data.global_size,
@@ -60,3 +70,53 @@ def evaluate_run_knn(trainer: Trainer, cfg: Config) -> dict:
         trainer.run_dir / "metrics.jsonl", trainer.run_dir / "curves.png", cfg.head.out_dim
     )
     return result
+
+
+def highres_config(cfg: Config, iters_per_epoch: int) -> Config:
+    """The run's config for its high-resolution phase: larger crops, K more steps."""
+    hr = copy.deepcopy(cfg)
+    h = cfg.highres
+    if h.global_size % cfg.model.patch_size:
+        raise ValueError(
+            f"highres.global_size={h.global_size} is not a multiple of the patch size "
+            f"{cfg.model.patch_size}; choose e.g. {cfg.model.patch_size * 37}."
+        )
+    hr.data.global_size = h.global_size
+    hr.data.local_size = h.local_size or cfg.data.local_size
+    main_steps = cfg.train.epochs * iters_per_epoch
+    hr.train.epochs = cfg.train.epochs + math.ceil(h.iterations / iters_per_epoch)
+    hr.train.max_steps = main_steps + h.iterations
+    return hr
+
+
+def highres_trainer(cfg: Config) -> Trainer:
+    """A Trainer that continues the finished run in cfg.out_dir at `highres.global_size`.
+
+    DINOv2's final adaptation to high resolution: model, teacher, optimizer, RNG and step come
+    from the run's checkpoint (so a run killed during the phase resumes exactly too); position
+    embeddings are interpolated to the larger grid on the fly. The lr is held at `highres.lr`
+    (or the main schedule's last value) and wd, teacher momentum and temperature stay at their
+    final values for the K = `highres.iterations` steps. The run's config.yaml stays the
+    original one, whose `highres` keys describe this phase.
+    """
+    trainer = Trainer(highres_config(cfg, 1), resume=True)  # step counts fixed below
+    ipe = trainer.iters_per_epoch  # the main run's: same dataset, same batch
+    hr = highres_config(cfg, ipe)
+    trainer.cfg = hr
+    trainer.schedules = highres_schedules(cfg, ipe, trainer.global_batch)
+    if trainer.is_main:
+        save_config(cfg, trainer.run_dir / "config.yaml")
+    log.info(
+        "high-resolution phase: %d steps at %d px", cfg.highres.iterations, hr.data.global_size
+    )
+    return trainer
+
+
+def highres_schedules(cfg: Config, iters_per_epoch: int, global_batch: int) -> dict:
+    """The main run's schedules followed by K steps at a fixed lr and the final values."""
+    main = build_schedules(cfg, iters_per_epoch, global_batch)
+    k = cfg.highres.iterations
+    tail = {key: np.full(k, values[-1]) for key, values in main.items()}
+    if cfg.highres.lr > 0:
+        tail["lr"][:] = cfg.highres.lr
+    return {key: np.concatenate([main[key], tail[key]]) for key in main}

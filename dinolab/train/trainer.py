@@ -3,6 +3,11 @@
 Resume is exact: the data order and every sample's augmentation are pure functions of
 (seed, epoch, index), and the model RNG is restored from the checkpoint, so a run that is killed
 and resumed ends with the same weights as one that ran straight through.
+
+Under torchrun / SLURM every process runs this same loop on its shard of each global batch
+(`data.samplers`); `train.parallel` picks DDP or FSDP2 (`train.parallel`), the per-process loss
+is weighted by its share of the global batch's images, logged metrics are global means, and only
+rank 0 writes logs, progress and config.
 """
 
 from __future__ import annotations
@@ -14,22 +19,18 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from dinolab.config.loader import save_config, to_yaml
 from dinolab.config.schema import Config
 from dinolab.data import EpochSampler, MultiCropAugmentation, build_dataset, collate_multicrop
+from dinolab.data.samplers import EpochBatchSampler
 from dinolab.train import distributed as dist
-from dinolab.train.checkpoint import (
-    load_checkpoint,
-    load_state_dict_strict,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from dinolab.train import parallel
 from dinolab.train.export import export_backbone
-from dinolab.train.meta_arch import DINOMetaArch
+from dinolab.train.meta_arch import build_meta_arch
 from dinolab.train.monitor import MetricsLogger
 from dinolab.train.optim import (
     apply_schedules,
@@ -37,16 +38,34 @@ from dinolab.train.optim import (
     cancel_last_layer_gradients,
     clip_gradients,
 )
+from dinolab.train.run_checkpoint import CHECKPOINT, RunCheckpoints
 from dinolab.train.schedules import build_schedules
 
 log = logging.getLogger("dinolab")
-CHECKPOINT = "checkpoint.pth"
+__all__ = ["CHECKPOINT", "Trainer", "autocast", "per_process_batch", "resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present; under torchrun each process takes its LOCAL_RANK GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", dist.local_rank())
+    return device
+
+
+def per_process_batch(cfg: Config, world_size: int) -> int:
+    """train.batch_size, or train.global_batch_size split over the processes."""
+    total = cfg.train.global_batch_size
+    if total <= 0:
+        return cfg.train.batch_size
+    if total % world_size:
+        raise ValueError(
+            f"train.global_batch_size={total} does not split over {world_size} processes: "
+            "choose a multiple of the process count."
+        )
+    return total // world_size
 
 
 def autocast(device: torch.device, precision: str):
@@ -58,16 +77,21 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-class Trainer:
+class Trainer(RunCheckpoints):
     """Owns one pretraining run in `cfg.out_dir`."""
 
     def __init__(self, cfg: Config, resume: bool = False):
         self.cfg = cfg
+        t = cfg.train
         self.run_dir = Path(cfg.out_dir)
-        self.device = resolve_device(cfg.train.device)
+        self.device = resolve_device(t.device)
+        dist.init_from_env(t.dist_backend, t.dist_timeout_s, self.device.type == "cuda")
         self.is_main = dist.is_main_process()
         self.world_size = dist.get_world_size()
-        torch.manual_seed(cfg.train.seed)
+        dist.check_same_config(to_yaml(cfg))
+        self.batch_size = per_process_batch(cfg, self.world_size)
+        self.global_batch = self.batch_size * self.world_size
+        torch.manual_seed(t.seed)
         if resume and not (self.run_dir / CHECKPOINT).is_file():
             raise FileNotFoundError(
                 f"Run directory '{self.run_dir}' has no {CHECKPOINT} to resume from: start a new "
@@ -81,16 +105,26 @@ class Trainer:
         )
         self.sampler = EpochSampler(
             len(self.dataset),
-            cfg.train.batch_size,
-            cfg.train.seed,
+            self.batch_size,
+            t.seed,
             rank=dist.get_rank(),
             world_size=self.world_size,
+            drop_last=cfg.data.drop_last,
         )
-        self.model = DINOMetaArch(cfg).to(self.device)
-        self.optimizer = build_optimizer(self.model.student, betas=tuple(cfg.optim.betas))
+        self.model = build_meta_arch(cfg).to(self.device)  # DINO, or DINOv2 parts on
+        if self.world_size > 1:  # same initial weights everywhere, then distinct drop-path masks
+            torch.manual_seed(t.seed + 1_000_003 * dist.get_rank())
+        self.runner = parallel.wrap(self.model, cfg, self.device)
+        self.sharded = parallel.is_sharded(self.model)
+        self.channels_last = parallel.uses_channels_last(cfg)
+        self.optimizer = build_optimizer(
+            self.model.student,
+            betas=tuple(cfg.optim.betas),
+            layer_decay=cfg.optim.layer_decay,
+            patch_embed_lr_mult=cfg.optim.patch_embed_lr_mult,
+        )
         self.iters_per_epoch = self.sampler.batches_per_epoch
-        total_batch = cfg.train.batch_size * self.world_size
-        self.schedules = build_schedules(cfg, self.iters_per_epoch, total_batch)
+        self.schedules = build_schedules(cfg, self.iters_per_epoch, self.global_batch)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.skipped: list[str] = []
         if resume:
@@ -99,19 +133,24 @@ class Trainer:
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
-        self.logger = MetricsLogger(self.run_dir, self.is_main, cfg.train.tensorboard)
+        self.logger = MetricsLogger(self.run_dir, self.is_main, t.tensorboard)
         self.online_knn = None
         if self.is_main and cfg.eval.every_epochs > 0:
             from dinolab.eval.online import OnlineKNN
 
-            self.online_knn = OnlineKNN(cfg.eval, cfg.data, self.device, cfg.train.precision)
+            self.online_knn = OnlineKNN(cfg.eval, cfg.data, self.device, t.precision)
+        self.pictures = None
+        if self.is_main and cfg.viz.every_epochs > 0:
+            from dinolab.viz.in_run import RunPictures
+
+            self.pictures = RunPictures(cfg, self.run_dir, self.device)
+        self.final_teacher: nn.Module | None = None  # set by fit() on rank 0
 
     def _loader(self) -> DataLoader:
         workers = self.cfg.data.num_workers
         return DataLoader(
             self.dataset,
-            batch_size=self.cfg.train.batch_size,
-            sampler=self.sampler,
+            batch_sampler=EpochBatchSampler(self.sampler),
             num_workers=workers,
             collate_fn=collate_multicrop,
             pin_memory=self.device.type == "cuda",
@@ -120,64 +159,49 @@ class Trainer:
             generator=torch.Generator().manual_seed(self.cfg.train.seed),  # keep global RNG
         )
 
-    # ----------------------------------------------------------------- checkpoints
-    def _state(self) -> dict:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "epoch": self.epoch,
-            "step_in_epoch": self.step_in_epoch,
-            "global_step": self.global_step,
-            "rng": rng_state(),
-            "config": to_yaml(self.cfg),
-            "skipped": self.skipped,
-        }
-
-    def save(self) -> None:
-        self.logger.flush()  # raises on a non-finite loss before anything is written
-        if self.is_main:
-            save_checkpoint(self.run_dir / CHECKPOINT, self._state())
-            keep = self.cfg.train.keep_checkpoints
-            if keep > 0 and self.step_in_epoch == 0:
-                save_checkpoint(self.run_dir / f"checkpoint_{self.epoch:04d}.pth", self._state())
-                for old in sorted(self.run_dir.glob("checkpoint_[0-9]*.pth"))[:-keep]:
-                    old.unlink()
-
-    def _load(self, path: Path) -> None:
-        state = load_checkpoint(path)
-        load_state_dict_strict(self.model, state["model"], "this run's model")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
-        self.global_step = state["global_step"]
-        self.skipped = list(state.get("skipped", []))
-        set_rng_state(state["rng"])
-        log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.global_step)
-
     # ----------------------------------------------------------------- the loop
-    def _step(self, batch: dict) -> dict:
+    def _step(self, batch: dict, weight: float = 1.0, share: float = 1.0) -> dict:
+        """One optimizer step. `weight` = this rank's images x processes / global images (the
+        gradient average then equals the global-batch mean); `share` = its images / global."""
         it = min(self.global_step, len(self.schedules["lr"]) - 1)
         lr, wd = float(self.schedules["lr"][it]), float(self.schedules["wd"][it])
         momentum = float(self.schedules["momentum"][it])
         teacher_temp = float(self.schedules["teacher_temp"][it])
         apply_schedules(self.optimizer, lr, wd)
-        batch = {
-            k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
-            for k, v in batch.items()
-        }
+        batch = {k: self._to_device(v) for k, v in batch.items()}
         with autocast(self.device, self.cfg.train.precision):
-            out = self.model.forward_loss(batch, teacher_temp)
+            out = self.runner(batch, teacher_temp)
         self.optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
+        (out["loss"] if weight == 1.0 else out["loss"] * weight).backward()
         metrics = {k: v.detach() for k, v in out.items()}
         if self.cfg.optim.clip_grad > 0:
-            metrics["grad_norm"] = clip_gradients(self.model.student, self.cfg.optim.clip_grad)
+            clip = parallel.clip_gradients_sharded if self.sharded else clip_gradients
+            metrics["grad_norm"] = clip(self.model.student, self.cfg.optim.clip_grad)
         cancel_last_layer_gradients(
             self.model.student.head, self.epoch, self.cfg.head.freeze_last_layer_epochs
         )
         self.optimizer.step()
         self.model.update_teacher(momentum)
+        if self.world_size > 1:
+            metrics = self._global_mean(metrics, share)
         metrics.update(lr=lr, wd=wd, momentum=momentum, teacher_temp=teacher_temp, epoch=self.epoch)
         return metrics
+
+    def _to_device(self, v):
+        if not torch.is_tensor(v):
+            return v
+        if self.channels_last and v.ndim == 4:
+            return v.to(self.device, non_blocking=True, memory_format=torch.channels_last)
+        return v.to(self.device, non_blocking=True)
+
+    def _global_mean(self, metrics: dict, share: float) -> dict:
+        """Image-weighted means over the processes, in one all-reduce and without a host sync."""
+        keys = [k for k, v in metrics.items() if torch.is_tensor(v) and v.numel() == 1]
+        if not keys:
+            return metrics
+        vec = torch.stack([metrics[k].float().reshape(()).to(self.device) for k in keys]) * share
+        dist.all_reduce_sum(vec)
+        return {**metrics, **dict(zip(keys, vec.unbind(), strict=True))}
 
     def _done(self) -> bool:
         max_steps = self.cfg.train.max_steps
@@ -185,6 +209,10 @@ class Trainer:
 
     def fit(self) -> dict:
         """Train until `train.epochs` (or `train.max_steps`); returns a summary dict."""
+        with dist.collective_errors("training"):
+            return self._fit()
+
+    def _fit(self) -> dict:
         cfg = self.cfg.train
         if self._done():
             log.info(
@@ -210,10 +238,17 @@ class Trainer:
             t_window, n_window = time.perf_counter(), 0
             for batch in self.loader:
                 self._note_skipped(batch["skipped"])
-                if batch["num_images"] > 0:
-                    metrics = self._step(batch)
-                    n_window += batch["num_images"] * self.world_size
+                mine = batch["num_images"]
+                counts = dist.gather_ints(mine) if self.world_size > 1 else [mine]
+                total = sum(counts)
+                if min(counts) > 0:
+                    metrics = self._step(batch, mine * self.world_size / total, mine / total)
+                    n_window += total
                     self.logger.log_step(self.global_step, metrics)
+                elif total > 0:
+                    log.warning(
+                        "step %d skipped: a process had no readable image", self.global_step
+                    )
                 self.global_step += 1
                 self.step_in_epoch += 1
                 bar.update(1)
@@ -234,22 +269,32 @@ class Trainer:
             bar.close()
             if self.step_in_epoch >= self.iters_per_epoch:
                 self.epoch, self.step_in_epoch = self.epoch + 1, 0
-                self._online_knn()
+                self._epoch_evals()
                 if self.epoch % cfg.checkpoint_every_epochs == 0 and not self._done():
                     self.save()
         self.save()
         elapsed = time.perf_counter() - t_start
         return self._finish(elapsed)
 
-    def _online_knn(self) -> None:
-        """k-NN of the teacher (and student) on `eval.train/val`, every `eval.every_epochs`."""
-        if self.online_knn is None or not self.online_knn.due(self.epoch):
+    def _epoch_evals(self) -> None:
+        """Online k-NN and attention pictures on rank 0 (under FSDP all ranks gather first)."""
+        knn_every, viz_every = self.cfg.eval.every_epochs, self.cfg.viz.every_epochs
+        knn_due = knn_every > 0 and self.epoch % knn_every == 0
+        viz_due = viz_every > 0 and self.epoch % viz_every == 0
+        if not (knn_due or viz_due):
             return
-        self.logger.flush()
-        scores = self.online_knn.run(self.model.teacher.backbone, self.model.student.backbone)
-        self.logger.log_scalars(self.global_step, scores, prefix="knn")
-        best = {k: v for k, v in scores.items() if k.endswith("_top1")}
-        log.info("epoch %d online k-NN: %s", self.epoch, best)
+        teacher = self._plain_backbone(self.model.teacher.backbone)
+        student = None
+        if knn_due and self.cfg.eval.student:
+            student = self._plain_backbone(self.model.student.backbone)
+        if self.online_knn is not None and self.online_knn.due(self.epoch):
+            self.logger.flush()
+            scores = self.online_knn.run(teacher, student or self.model.student.backbone)
+            self.logger.log_scalars(self.global_step, scores, prefix="knn")
+            best = {k: v for k, v in scores.items() if k.endswith("_top1")}
+            log.info("epoch %d online k-NN: %s", self.epoch, best)
+        if self.pictures is not None and self.pictures.due(self.epoch):
+            self.pictures.run(teacher, self.epoch)
 
     def _note_skipped(self, errors: list[str]) -> None:
         for err in errors:
@@ -265,11 +310,13 @@ class Trainer:
             "train_seconds_this_session": round(elapsed, 1),
             "skipped_images": len(self.skipped),
         }
+        self.final_teacher = self._plain_backbone(self.model.teacher.backbone)
         if self.is_main:
             self.logger.close()
-            backbone = self.model.teacher.backbone
             summary["teacher_backbone"] = str(
-                export_backbone(backbone, self.cfg, self.run_dir / "teacher_backbone.safetensors")
+                export_backbone(
+                    self.final_teacher, self.cfg, self.run_dir / "teacher_backbone.safetensors"
+                )
             )
             from dinolab.viz.curves import plot_training_curves
 

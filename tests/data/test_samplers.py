@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 import pytest
 
-from dinolab.data.samplers import EpochSampler, sample_seeds
+from dinolab.data.samplers import EpochBatchSampler, EpochSampler, sample_seeds
 
 
 def shards(n: int, batch: int, world: int, epoch: int = 0, **kw) -> list[list[tuple[int, int]]]:
@@ -14,7 +12,11 @@ def shards(n: int, batch: int, world: int, epoch: int = 0, **kw) -> list[list[tu
         s = EpochSampler(n, batch, seed=3, rank=rank, world_size=world, **kw)
         s.set_epoch(epoch)
         out.append(list(s))
-        assert len(out[-1]) == len(s) == s.batches_per_epoch * batch
+        assert len(out[-1]) == len(s)
+        assert [len(b) for b in s.batches()] == [len(b) for b in EpochBatchSampler(s)]
+        assert sum(len(b) for b in s.batches()) == len(s) and len(EpochBatchSampler(s)) == len(
+            list(s.batches())
+        )
     return out
 
 
@@ -27,24 +29,37 @@ def test_drop_last_every_index_at_most_once(world, n):
     assert len(seen) == len(set(seen)) == (n // (4 * world)) * 4 * world
 
 
-@pytest.mark.parametrize("world", [2, 3])
-@pytest.mark.parametrize("n", [48, 50, 59])
-def test_no_drop_last_covers_all_and_repeats_only_in_last_batch(world, n):
+@pytest.mark.parametrize("world", [1, 2, 3])
+@pytest.mark.parametrize("n", [48, 49, 50, 59, 61])
+def test_no_drop_last_covers_every_index_exactly_once(world, n):
     batch = 4
-    per_rank = shards(n, batch, world, drop_last=False)
-    assert len({len(r) for r in per_rank}) == 1  # same number of batches everywhere
-    counts = Counter(i for r in per_rank for i, _ in r)
-    assert set(counts) == set(range(n))  # every index at least once
-    early = [i for r in per_rank for i, _ in r[:-batch]]
-    last = [i for r in per_rank for i, _ in r[-batch:]]
-    assert len(early) == len(set(early)) and len(last) == len(set(last))
-    pad = -n % (batch * world)  # the padding repeats images seen earlier, in the last batch only
-    assert len(set(early) & set(last)) == pad and sum(counts.values()) == n + pad
+    per_rank = [
+        EpochSampler(n, batch, seed=3, rank=r, world_size=world, drop_last=False)
+        for r in range(world)
+    ]
+    for s in per_rank:
+        s.set_epoch(1)
+    steps = [[[i for i, _ in b] for b in s.batches()] for s in per_rank]
+    assert len({len(st) for st in steps}) == 1  # every rank runs the same number of steps
+    seen = [i for st in steps for b in st for i in b]
+    assert sorted(seen) == list(range(n))  # no repeats, no drops
+    for j in range(len(steps[0])):  # ranks differ by at most one image; none is empty
+        sizes = [len(st[j]) for st in steps]
+        assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1 and max(sizes) <= batch
+    flat = [i for s in per_rank for i, _ in s]
+    assert sorted(flat) == list(range(n))
 
 
-def test_tiny_dataset_padding_wraps_several_times():
+def test_uneven_tail_smaller_than_world_is_merged_not_empty():
+    # 17 images, 4 per rank x 4 ranks: the tail of 1 image joins the step before (8 + 9).
+    s = [EpochSampler(17, 4, seed=0, rank=r, world_size=4, drop_last=False) for r in range(4)]
+    assert s[0]._step_sizes() == [9, 8]
+    assert [len(b) for b in s[0].batches()] == [3, 2] and [len(b) for b in s[3].batches()] == [2, 2]
+
+
+def test_tiny_dataset_without_drop_last_is_one_short_batch():
     (r,) = shards(3, 8, 1, drop_last=False)
-    assert len(r) == 8 and set(i for i, _ in r) == {0, 1, 2}
+    assert sorted(i for i, _ in r) == [0, 1, 2]
 
 
 def test_epoch_orders():
@@ -95,3 +110,5 @@ def test_errors():
         EpochSampler(10, 8, seed=0, world_size=2)
     with pytest.raises(ValueError, match="rank 2 is outside world_size 2"):
         EpochSampler(100, 8, seed=0, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="some process would get an empty batch"):
+        EpochSampler(5, 1, seed=0, world_size=2, drop_last=False)

@@ -1,0 +1,169 @@
+"""Wrapping the model for scale and speed: DDP or FSDP2, torch.compile, activation checkpointing.
+
+The trainer keeps the plain `DINOMetaArch` for state dicts, EMA and evaluation, and calls the
+object returned by `wrap` to run `forward_loss`: a DDP wrapper when several processes share the
+model (gradients averaged in backward), the meta-arch itself otherwise. FSDP2 shards the student
+and the teacher in place (parameters become DTensors), so clipping and full-weight gathers have
+sharded variants here.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import Tensor, nn
+from torch.distributed.tensor import DTensor
+from torch.utils.checkpoint import checkpoint
+
+from dinolab.config.schema import Config
+from dinolab.train import distributed as dist
+
+PARALLEL = ("ddp", "fsdp")
+
+
+class LossModule(nn.Module):
+    """`meta.forward_loss` as a module forward, so DDP can wrap it (state-dict keys unchanged)."""
+
+    def __init__(self, meta: nn.Module) -> None:
+        super().__init__()
+        self.meta = meta
+
+    def forward(self, batch: dict, teacher_temp: float) -> dict[str, Tensor]:
+        return self.meta.forward_loss(batch, teacher_temp)
+
+
+def blocks_of(backbone: nn.Module) -> list[nn.Module]:
+    """The repeated units: ViT blocks, or ResNet stages."""
+    if hasattr(backbone, "blocks"):
+        return list(backbone.blocks)
+    return [
+        getattr(backbone, n)
+        for n in ("layer1", "layer2", "layer3", "layer4")
+        if hasattr(backbone, n)
+    ]
+
+
+def uses_channels_last(cfg: Config) -> bool:
+    """ResNets run faster with NHWC tensors (cuDNN and oneDNN); ViTs patchify anyway."""
+    return cfg.model.arch.startswith("resnet")
+
+
+def checkpoint_activations(backbone: nn.Module) -> None:
+    """Recompute each block in backward instead of keeping its activations (memory for time).
+
+    Overrides the instance's `forward`, so parameter names and checkpoints are unchanged.
+    """
+    for blk in blocks_of(backbone):
+        blk.forward = functools.partial(checkpoint, blk.forward, use_reentrant=False)
+
+
+def compile_blocks(backbone: nn.Module) -> None:
+    """torch.compile every block in place (one graph per block: works with FSDP and AC)."""
+    for blk in blocks_of(backbone) or [backbone]:
+        blk.compile()
+
+
+def wrap(model: nn.Module, cfg: Config, device: torch.device) -> nn.Module:
+    """Apply the speed options and the data-parallel engine; returns what runs the loss."""
+    t = cfg.train
+    if t.parallel not in PARALLEL:
+        raise ValueError(
+            f"train.parallel must be one of {', '.join(PARALLEL)}, not '{t.parallel}'."
+        )
+    if uses_channels_last(cfg):
+        model.to(memory_format=torch.channels_last)
+    if t.activation_checkpointing:
+        checkpoint_activations(model.student.backbone)
+    if t.compile:
+        compile_blocks(model.student.backbone)
+        compile_blocks(model.teacher.backbone)
+    if not dist.is_dist():
+        return LossModule(model)
+    if t.parallel == "fsdp":
+        shard(model, cfg, device)
+        return LossModule(model)
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if has_bn and device.type == "cuda":  # ResNet: batch statistics over the global batch (DINO)
+        for net in (model.student, model.teacher):
+            nn.SyncBatchNorm.convert_sync_batchnorm(net)  # in place below the root, same params
+    # static_graph: the same parameters are unused every step (e.g. mask_token without iBOT);
+    # buffers only need rank 0's copy when BatchNorm keeps running statistics
+    ids = [device.index] if device.type == "cuda" else None
+    return DDP(LossModule(model), device_ids=ids, broadcast_buffers=has_bn, static_graph=True)
+
+
+def shard(model: nn.Module, cfg: Config, device: torch.device) -> None:
+    """FSDP2 over blocks, backbone, heads and network, for student and teacher; bf16 if asked.
+
+    Backbone and heads are separate FSDP roots (a meta-arch may call the heads or
+    `backbone.forward_features*` directly, never `net.forward`); backbone methods get FSDP's
+    hooks too. Parameter lists the meta-arch cached (for the EMA) are pointed at the new
+    sharded parameters.
+    """
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import (
+        MixedPrecisionPolicy,
+        fully_shard,
+        register_fsdp_forward_method,
+    )
+
+    before = dict(model.named_parameters())
+    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    mp = MixedPrecisionPolicy()
+    if cfg.train.precision == "bf16":
+        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    # reshard after forward everywhere: the teacher has no backward that would do it
+    kw = {"mesh": mesh, "mp_policy": mp, "reshard_after_forward": True}
+    for net in (model.student, model.teacher):
+        for blk in blocks_of(net.backbone):
+            fully_shard(blk, **kw)
+        fully_shard(net.backbone, **kw)
+        for name in ("forward_features", "forward_features_list"):
+            if hasattr(net.backbone, name):
+                register_fsdp_forward_method(net.backbone, name)
+        for name, child in net.named_children():
+            if name != "backbone":
+                parts = child.values() if isinstance(child, nn.ModuleDict) else [child]
+                for part in parts:
+                    fully_shard(part, **kw)
+        if any(True for _ in net.parameters(recurse=False)):  # else backbone/heads are roots
+            fully_shard(net, **kw)
+    after = dict(model.named_parameters())
+    new = {id(p): after[name] for name, p in before.items()}
+    for attr, value in vars(model).items():
+        if isinstance(value, list) and value and all(isinstance(p, nn.Parameter) for p in value):
+            setattr(model, attr, [new.get(id(p), p) for p in value])
+
+
+def is_sharded(module: nn.Module) -> bool:
+    """True when FSDP2 holds `module`'s parameters as DTensors."""
+    return any(isinstance(p, DTensor) for p in module.parameters())
+
+
+@torch.no_grad()
+def clip_gradients_sharded(module: nn.Module, max_norm: float) -> Tensor:
+    """`optim.clip_gradients` for FSDP2: per-parameter norms from one all-reduce of the shards."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    local = [g.to_local() if isinstance(g, DTensor) else g for g in grads]
+    if not local:
+        return torch.zeros(())
+    sq = torch.stack([n.float() for n in torch._foreach_norm(local)]).square()
+    dist.all_reduce_sum(sq)
+    norms = sq.sqrt()
+    if max_norm > 0:
+        coefs = (max_norm / (norms + 1e-6)).clamp_max(1.0)
+        torch._foreach_mul_(
+            local, [c.to(g.dtype) for c, g in zip(coefs.unbind(), local, strict=True)]
+        )
+    return sq.sum().sqrt()
+
+
+def full_state_dict(module: nn.Module) -> dict[str, Tensor]:
+    """Every tensor of `module` whole, on the CPU (under FSDP a collective: call on all ranks)."""
+    out = {}
+    for k, v in module.state_dict().items():
+        out[k] = (v.full_tensor() if isinstance(v, DTensor) else v).detach().cpu()
+    return out

@@ -1,0 +1,48 @@
+"""Run by tests/train/test_distributed.py under `torchrun --nproc_per_node=2`.
+
+argv: OUT_DIR key=value...  With the given overrides: 3 FSDP2 steps (OUT_DIR/fsdp); a DDP run
+with drop-path straight through (OUT_DIR/ddp_straight) and one stopped after 4 steps and resumed
+(OUT_DIR/ddp_split). Then checks that a config differing across ranks and a rank that stops
+answering both raise clear errors. Each rank writes what it saw to OUT_DIR/rank<R>.json.
+"""
+
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import torch.distributed as tdist
+
+from dinolab.config.loader import load_config
+from dinolab.train import distributed as dist
+from dinolab.train.pretrain import pretrain
+
+
+def main() -> None:
+    out, base = Path(sys.argv[1]), sys.argv[2:]
+    fsdp = ["train.parallel=fsdp", "train.max_steps=3", f"out_dir={out / 'fsdp'}"]
+    summary = pretrain(load_config(overrides=[*base, *fsdp]))
+    ddp = ["train.parallel=ddp", "model.drop_path_rate=0.2"]
+    pretrain(load_config(overrides=[*base, *ddp, f"out_dir={out / 'ddp_straight'}"]))
+    split = [*base, *ddp, f"out_dir={out / 'ddp_split'}"]
+    pretrain(load_config(overrides=[*split, "train.max_steps=4"]))  # stops mid-epoch 2
+    pretrain(load_config(overrides=split), resume=True)
+    rank = dist.get_rank()
+    seen = {"steps": summary["steps"], "world": dist.get_world_size()}
+    try:
+        dist.check_same_config(f"out_dir: same\ntrain.seed: {rank}\n")
+    except ValueError as e:
+        seen["mismatch"] = str(e)
+    group = tdist.new_group(backend="gloo", timeout=timedelta(seconds=3))
+    if rank == 0:  # rank 1 never joins this barrier: a hung or dead peer
+        try:
+            with dist.collective_errors("waiting at a barrier"):
+                tdist.barrier(group=group)
+        except dist.DistributedError as e:
+            seen["timeout"] = str(e)
+    (out / f"rank{rank}.json").write_text(json.dumps(seen))
+    tdist.barrier()  # keep rank 1 alive until rank 0 has seen the timeout
+
+
+if __name__ == "__main__":
+    main()
