@@ -20,6 +20,14 @@ Configs:
      1024 (the preset's; `--head-hidden 2048` for the schema default), batch 64.
   B: preset `dino_vits16` with 6 local crops and batch 8: ViT-S/16, 2x224 + 6x96,
      65536 prototypes, head hidden 2048.
+  C: preset `dinov2_vits14`, batch 4: ViT-S/14, 2x224 + 8x98, iBOT + KoLeo + Sinkhorn-Knopp,
+     untied 131072-prototype heads, drop-path 0.4 computed by masking.
+  D: C with efficient stochastic depth (`model.drop_path_impl=subset`) and packed crops.
+
+`--set key=value ...` adds config overrides to every row (e.g. `train.compile=true`);
+`--procs 2` runs each row as 2 DDP processes over gloo through torchrun (the trainer's own
+wrapping), splitting `--threads` between them; images/s and FLOPs are then the whole job's, and
+the peak is the sum of the ranks' matmul peaks measured at the same time.
 
 `--data` also times the data pipeline alone (decode + `MultiCropAugmentation`, one process)
 on synthetic JPEGs: 64 px -> 2x32 + 6x16 and 224 px -> 2x224 + 6x96.
@@ -97,6 +105,7 @@ def build_trainer(
     """A `Trainer` shell around DINOMetaArch + AdamW + schedules, without dataset or logger."""
     from dinolab.config.loader import load_config
     from dinolab.train import parallel
+    from dinolab.train.distributed import get_world_size
     from dinolab.train.meta_arch import build_meta_arch
     from dinolab.train.optim import build_optimizer
     from dinolab.train.schedules import build_schedules
@@ -116,7 +125,7 @@ def build_trainer(
     t = Trainer.__new__(Trainer)  # the real _step, without a dataset, run dir or logger
     t.cfg = cfg
     t.device = torch.device("cpu")
-    t.world_size, t.epoch = 1, 0
+    t.world_size, t.epoch = get_world_size(), 0
     t.model = build_meta_arch(cfg).to(t.device)
     t.runner = parallel.wrap(t.model, cfg, t.device)  # compile / checkpointing as configured
     t.sharded, t.channels_last = False, parallel.uses_channels_last(cfg)
@@ -152,22 +161,28 @@ def step_flops(trainer, batch) -> int:
     return counter.get_total_flops()
 
 
-def run_worker(args: argparse.Namespace) -> dict:
+def run_worker(args: argparse.Namespace) -> dict | None:
+    """One row; under torchrun (--procs N) every rank steps, rank 0 reports for the job."""
+    from dinolab.train import distributed as dist
+
     torch.set_num_threads(args.threads)
+    dist.init_from_env("gloo", 600)
+    world = dist.get_world_size()
     trainer, cfg = build_trainer(
         args.worker[0], args.worker[1], args.head_hidden, args.attn_impl, args.set or []
     )
     gen = torch.Generator().manual_seed(0)
     batches = [synthetic_batch(cfg, gen) for _ in range(2)]
     flops = step_flops(trainer, batches[0])
+    share = 1.0 / world  # equal per-process batches: each holds 1/world of the global batch
     for i in range(args.warmup):
-        trainer._step(batches[i % 2])
+        trainer._step(batches[i % 2], share=share)
     dtype = torch.bfloat16 if args.worker[1] == "bf16" else torch.float32
     step_times, peaks, rss_kib = [], [], None
     for r in range(args.rounds):
         t0 = time.perf_counter()
         for i in range(args.steps):
-            trainer._step(batches[i % 2])
+            trainer._step(batches[i % 2], share=share)
         step_times.append((time.perf_counter() - t0) / args.steps)
         if rss_kib is None:  # before any peak matmul buffer: the training step's own peak
             rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -175,9 +190,14 @@ def run_worker(args: argparse.Namespace) -> dict:
             peaks.append(matmul_peak(dtype, tuple(args.peak_sizes), args.peak_repeats))
     if len(peaks) < 2:
         peaks.append(matmul_peak(dtype, tuple(args.peak_sizes), args.peak_repeats))
-    b = cfg.train.batch_size
+    if dist.get_rank() > 0:
+        return None
+    b = cfg.train.batch_size * world  # images of the whole job per step
+    flops *= world
+    peaks = [p * world for p in peaks]  # every rank measured its own matmul peak at once
     best = min(step_times)
     return {
+        "procs": world,
         "config": args.worker[0],
         "precision": args.worker[1],
         "batch": b,
@@ -240,14 +260,15 @@ def data_pipeline(n_images: int, threads: int) -> list[dict]:
 # ------------------------------------------------------------------------- driver
 def table(rows: list[dict]) -> str:
     lines = [
-        "| config | precision | images/s | GFLOP/img | GFLOP/s | peak GFLOP/s | MFU | peak RSS |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| config | precision | procs | images/s | GFLOP/img | GFLOP/s | peak GFLOP/s | MFU "
+        "| peak RSS (rank 0) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['config']}: {CONFIGS[r['config']]['what']}"
             + (f", {r['extra']}" if r.get("extra") else "")
-            + f" | {r['precision']} "
+            + f" | {r['precision']} | {r.get('procs', 1)} "
             f"| {r['images_s']:.1f} | {r['gflop_per_img']:.2f} | {r['gflops']:.0f} "
             f"| {r['peak_gflops']:.0f} | {100 * r['mfu']:.1f}% | {r['peak_rss_mib']:.0f} MiB |"
         )
@@ -261,7 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=3, help="timed steps per round")
     p.add_argument("--rounds", type=int, default=3, help="timed rounds (best is reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before the rounds")
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="in total")
+    p.add_argument("--procs", type=int, default=1, help="processes (DDP over gloo via torchrun)")
     p.add_argument("--attn-impl", default="auto", choices=["auto", "sdpa", "math"])
     p.add_argument("--head-hidden", type=int, default=None, help="override head.hidden_dim")
     p.add_argument("--peak-sizes", type=int, nargs="+", default=[2048, 4096])
@@ -277,7 +299,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     if args.worker:
-        print("RESULT " + json.dumps(run_worker(args)), flush=True)
+        row = run_worker(args)
+        if row is not None:
+            print("RESULT " + json.dumps(row), flush=True)
         return
 
     print(
@@ -290,8 +314,13 @@ def main(argv: list[str] | None = None) -> None:
         for config in args.configs:
             for precision in args.precisions:
                 cmd = [sys.executable, __file__, "--worker", config, precision]
-                for flag in ("steps", "rounds", "warmup", "threads", "attn_impl", "peak_repeats"):
+                if args.procs > 1:  # gloo DDP, the trainer's own path; threads split over ranks
+                    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+                    cmd = [*torchrun, f"--nproc-per-node={args.procs}", *cmd[1:]]
+                threads = max(1, args.threads // args.procs)
+                for flag in ("steps", "rounds", "warmup", "attn_impl", "peak_repeats"):
                     cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+                cmd += ["--threads", str(threads)]
                 cmd += ["--peak-sizes", *map(str, args.peak_sizes)]
                 if args.head_hidden:
                     cmd += ["--head-hidden", str(args.head_hidden)]
