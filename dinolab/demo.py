@@ -47,7 +47,8 @@ def compare_with_baselines(run_dir: Path) -> str:
     cfg = load_saved_config(run_dir / "config.yaml")
     summary = json.loads((run_dir / "summary.json").read_text())
     rows = knn_baselines(cfg, DATA / "train", DATA / "validation", k=K, progress=False)
-    rows[f"DINO teacher, {summary['epochs']} epochs"] = summary["knn"]["scores"][str(K)]
+    epochs = summary["epochs"]
+    rows[f"DINO teacher, {epochs} epoch{'s' * (epochs != 1)}"] = summary["knn"]["scores"][str(K)]
     lines = [f"| features | {K}-NN top-1 | {K}-NN top-5 |", "|---|---|---|"]
     lines += [f"| {name} | {s['top1']:.2f} | {s['top5']:.2f} |" for name, s in rows.items()]
     return "\n".join(lines) + "\n"
