@@ -26,6 +26,7 @@ final numbers use the full 50k / 10k sets unless `--final-eval subset`.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -255,12 +256,17 @@ def run_chunk(cfg: Config, clock: BudgetClock, chunk_s: float, resume: bool) -> 
     trainer.fit()
     clock.stop()
     gaps = np.diff(step_times)
+    end_step, iters_per_epoch = trainer.global_step, trainer.iters_per_epoch
+    # Stop the persistent loader workers here: collected later inside a forked eval worker they
+    # print "can only test a child process" tracebacks.
+    trainer.loader = None  # its iterator (and workers) go now, in this process
+    gc.collect()
     return {
         "start_step": step0,
-        "end_step": trainer.global_step,
-        "steps": trainer.global_step - step0,
+        "end_step": end_step,
+        "steps": end_step - step0,
         "wall_s": round(time.perf_counter() - t0, 1),
-        "iters_per_epoch": trainer.iters_per_epoch,
+        "iters_per_epoch": iters_per_epoch,
         "median_step_s": round(float(np.median(gaps)), 3) if len(gaps) else None,
         "progress": round(clock.progress(), 4),
         "lr_at_end": budget_value("lr", cfg, clock.progress()),
