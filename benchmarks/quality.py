@@ -44,8 +44,7 @@ from dinolab.data.datasets import LabeledImageFolder
 from dinolab.eval.baselines import raw_pixel_features
 from dinolab.eval.features import extract_features
 from dinolab.eval.knn import knn_classify
-from dinolab.eval.logreg import accuracy as logreg_accuracy
-from dinolab.eval.logreg import logreg_grid
+from dinolab.eval.logreg import logreg_holdout
 from dinolab.train.distributed import get_world_size
 from dinolab.train.export import load_run_backbone
 from dinolab.train.meta_arch import DINOMetaArch
@@ -102,19 +101,10 @@ def knn_scores(train: dict, test: dict) -> dict[str, float]:
     return {f"k{k}_top1": round(s["top1"], 2) for k, s in scores.items()}
 
 
-def linear_scores(train: dict, test: dict, val_fraction: float = 0.1) -> dict[str, float]:
-    """L2 logistic regression (dinolab.eval.logreg): C chosen on a held-out tenth of train."""
-    n = len(train["labels"])
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
-    n_val = max(1, int(n * val_fraction))
-    val_idx, fit_idx = order[:n_val], order[n_val:]
-    x, y = train["features"].float(), train["labels"]
-    grid = logreg_grid(
-        x[fit_idx], y[fit_idx], x[val_idx], y[val_idx], len(train["classes"]), Cs=LOGREG_CS
-    )
-    w, b, mean, std = grid["model"]
-    test_acc = logreg_accuracy((test["features"].float() - mean) / std, test["labels"], w, b)
-    return {"linear_top1": round(test_acc["top1"], 2), "linear_C": grid["best_C"]}
+def linear_scores(train: dict, test: dict) -> dict[str, float]:
+    """L2 logistic regression, C chosen on a held-out tenth of train (dinolab.eval.logreg)."""
+    res = logreg_holdout(train, test, Cs=LOGREG_CS)
+    return {"linear_top1": round(res["top1"], 2), "linear_C": res["C"]}
 
 
 def scores(train: dict, test: dict, linear: bool) -> dict:

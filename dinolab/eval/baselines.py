@@ -1,7 +1,7 @@
-"""What a backbone must beat: k-NN on raw pixels, and the same architecture at random init.
+"""What a backbone must beat: raw pixels, and the same architecture at random init.
 
 A pretraining run has learned something only when its features beat both; the demo and the
-quality benchmark print them side by side.
+quality benchmark print them side by side, by weighted k-NN and by a logistic-regression probe.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dinolab.config.schema import Config
 from dinolab.data.datasets import LabeledImageFolder
 from dinolab.eval.features import extract_features, same_class_folders
 from dinolab.eval.knn import knn_classify
+from dinolab.eval.logreg import logreg_holdout
 from dinolab.models.build import build_backbone
 
 
@@ -40,26 +41,31 @@ def random_init_backbone(cfg: Config) -> torch.nn.Module:
     return build_backbone(cfg.model).eval()
 
 
-def knn_baselines(
-    cfg: Config, train_root: str | Path, val_root: str | Path, k: int = 20, **feature_kwargs
+def probe_scores(train: dict, test: dict, k: int, temperature: float = 0.07) -> dict:
+    """Weighted k-NN top-1 / top-5 and the held-out logistic-regression top-1 of one feature set."""
+    knn = knn_classify(
+        train["features"],
+        train["labels"],
+        test["features"],
+        test["labels"],
+        ks=[k],
+        temperature=temperature,
+        num_classes=len(train["classes"]),
+    )[k]
+    linear = logreg_holdout(train, test)
+    return {"knn_top1": knn["top1"], "knn_top5": knn["top5"], "linear_top1": linear["top1"]}
+
+
+def compare_with_baselines(
+    cfg: Config,
+    backbone: torch.nn.Module,
+    train_root: str | Path,
+    val_root: str | Path,
+    k: int = 20,
+    **feature_kwargs,
 ) -> dict[str, dict]:
-    """{"raw pixels": {"top1", "top5"}, "random init": {...}} for weighted k-NN at `k`."""
-    classes = same_class_folders(train_root, val_root)
-
-    def score(train: dict, val: dict) -> dict:
-        s = knn_classify(
-            train["features"],
-            train["labels"],
-            val["features"],
-            val["labels"],
-            ks=[k],
-            temperature=cfg.eval.temperature,
-            num_classes=len(classes),
-        )
-        return s[k]
-
-    pixels = score(raw_pixel_features(train_root), raw_pixel_features(val_root))
-    backbone = random_init_backbone(cfg)
+    """{"raw pixels": scores, "random init": scores, "trained": scores} on the same split."""
+    same_class_folders(train_root, val_root)
     kw = (
         dict(
             image_size=cfg.eval.image_size or cfg.data.global_size,
@@ -69,7 +75,14 @@ def knn_baselines(
         )
         | feature_kwargs
     )
-    random = score(
-        extract_features(backbone, train_root, **kw), extract_features(backbone, val_root, **kw)
-    )
-    return {"raw pixels": pixels, "random init": random}
+
+    def features(net: torch.nn.Module) -> tuple[dict, dict]:
+        return extract_features(net, train_root, **kw), extract_features(net, val_root, **kw)
+
+    t = cfg.eval.temperature
+    pixels = (raw_pixel_features(train_root), raw_pixel_features(val_root))
+    return {
+        "raw pixels": probe_scores(*pixels, k, t),
+        "random init": probe_scores(*features(random_init_backbone(cfg)), k, t),
+        "trained": probe_scores(*features(backbone), k, t),
+    }

@@ -89,6 +89,24 @@ def logreg_grid(
     return {"scores": scores, "best_C": best, "model": (*models[best], mean, std)}
 
 
+def logreg_holdout(
+    train: dict, test: dict, val_fraction: float = 0.1, Cs: Sequence[float] = DEFAULT_CS
+) -> dict[str, float]:
+    """Fit on train minus a seeded held-out fraction (which picks C); top-1 / top-5 on test.
+
+    `train` / `test` are {"features", "labels", "classes"} dicts of `extract_features`.
+    """
+    n = len(train["labels"])
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    n_val = max(1, int(n * val_fraction))
+    val_idx, fit_idx = order[:n_val], order[n_val:]
+    x, y = train["features"].float(), train["labels"]
+    grid = logreg_grid(x[fit_idx], y[fit_idx], x[val_idx], y[val_idx], len(train["classes"]), Cs)
+    w, b, mean, std = grid["model"]
+    scores = accuracy((test["features"].float() - mean) / std, test["labels"], w, b)
+    return {**scores, "C": grid["best_C"]}
+
+
 def run_logreg(
     backbone,
     train_root: str,
