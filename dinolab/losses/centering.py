@@ -6,6 +6,9 @@ Two ways, both computed in float32 whatever the autocast dtype of the logits:
   temperature. The mean is global: batch sums and row counts are summed over all processes.
 - `sinkhorn_knopp` (DINOv2 / SwAV): rescale exp(scores / temp) so that each row sums to 1 and
   the prototypes are used equally across the global batch. Stateless.
+
+`build_center` and `teacher_targets` pick between the two for the losses (DINO, iBOT) that take
+a `centering` name, so the choice lives in one place.
 """
 
 from __future__ import annotations
@@ -78,6 +81,26 @@ def sinkhorn_knopp(teacher_logits: Tensor, temp: float, n_iterations: int = 3) -
         log_q -= _logsumexp_over_samples(log_q) + log_k
         log_q -= torch.logsumexp(log_q, dim=1, keepdim=True) + log_b
     return torch.exp(log_q + log_b)
+
+
+CENTERINGS = ("ema", "sinkhorn")
+
+
+def build_center(centering: str, dim: int, momentum: float = 0.9) -> EMACenter | None:
+    """The centring state of a loss: an `EMACenter` for "ema", None for the stateless "sinkhorn"."""
+    if centering not in CENTERINGS:
+        raise ValueError(f"Unknown centering '{centering}': use 'ema' or 'sinkhorn'.")
+    return EMACenter(dim, momentum) if centering == "ema" else None
+
+
+def teacher_targets(
+    center: EMACenter | None, teacher_logits: Tensor, temp: float, sinkhorn_iterations: int = 3
+) -> Tensor:
+    """Teacher targets [rows, K] in float32, no gradient: centred and sharpened with `center`,
+    Sinkhorn-Knopp normalised when there is none (see `build_center`)."""
+    if center is None:
+        return sinkhorn_knopp(teacher_logits, temp, sinkhorn_iterations)
+    return center.probs(teacher_logits, temp)
 
 
 def _logsumexp_over_samples(x: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dinolab.losses.centering import EMACenter, sinkhorn_knopp
+from dinolab.losses.centering import build_center, teacher_targets
 
 
 class IBOTPatchLoss(nn.Module):
@@ -29,17 +29,15 @@ class IBOTPatchLoss(nn.Module):
         sinkhorn_iterations: int = 3,
     ) -> None:
         super().__init__()
-        if centering not in ("ema", "sinkhorn"):
-            raise ValueError(f"Unknown centering '{centering}': use 'ema' or 'sinkhorn'.")
         self.student_temp = student_temp
         self.sinkhorn_iterations = sinkhorn_iterations
-        self.centering = EMACenter(out_dim, center_momentum) if centering == "ema" else None
+        self.centering = build_center(centering, out_dim, center_momentum)
 
     def teacher_probs(self, teacher_logits: Tensor, teacher_temp: float) -> Tensor:
         """Targets [M, K] for the M masked patches (rows sum to 1), no gradient."""
-        if self.centering is None:
-            return sinkhorn_knopp(teacher_logits, teacher_temp, self.sinkhorn_iterations)
-        return self.centering.probs(teacher_logits, teacher_temp)
+        return teacher_targets(
+            self.centering, teacher_logits, teacher_temp, self.sinkhorn_iterations
+        )
 
     def forward(
         self,

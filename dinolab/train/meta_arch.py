@@ -7,11 +7,12 @@ copy of it that sees only the global views and never receives gradients.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from dinolab.config.schema import Config
+from dinolab.config.schema import Config, ModelConfig
 from dinolab.losses import DINOLoss
 from dinolab.models import build_backbone, build_head
 
@@ -30,23 +31,36 @@ class MultiCropNetwork(nn.Module):
         return {"cls": cls, "logits": self.head(cls)}
 
 
-class DINOMetaArch(nn.Module):
+class StudentTeacher(nn.Module):
+    """Base of the meta-architectures: a `student`, its EMA copy `teacher` and `update_teacher`."""
+
+    def _build_student_teacher(
+        self, build_network: Callable[[ModelConfig], nn.Module], model_cfg: ModelConfig
+    ) -> None:
+        """student = build_network(model_cfg); the teacher is the same network without
+        stochastic depth, starting from the student's weights and never receiving gradients."""
+        self.student = build_network(model_cfg)
+        teacher_model_cfg = copy.deepcopy(model_cfg)
+        teacher_model_cfg.drop_path_rate = 0.0  # the teacher never drops paths (DINO)
+        self.teacher = build_network(teacher_model_cfg)
+        self.teacher.load_state_dict(self.student.state_dict())
+        self.teacher.requires_grad_(False)
+        self._student_params = list(self.student.parameters())
+        self._teacher_params = list(self.teacher.parameters())
+
+    @torch.no_grad()
+    def update_teacher(self, momentum: float) -> None:
+        """teacher <- m * teacher + (1 - m) * student, for every parameter at once."""
+        torch._foreach_lerp_(self._teacher_params, self._student_params, 1.0 - momentum)
+
+
+class DINOMetaArch(StudentTeacher):
     """Everything that has weights in a DINO run: student, teacher and the loss's centre."""
 
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
-        student_backbone = build_backbone(cfg.model)
-        embed_dim = student_backbone.embed_dim
-        self.student = MultiCropNetwork(student_backbone, build_head(cfg.head, embed_dim))
-        teacher_model_cfg = copy.deepcopy(cfg.model)
-        teacher_model_cfg.drop_path_rate = 0.0  # the teacher never drops paths (DINO)
-        self.teacher = MultiCropNetwork(
-            build_backbone(teacher_model_cfg), build_head(cfg.head, embed_dim)
-        )
-        self.teacher.load_state_dict(self.student.state_dict())
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
+        self._build_student_teacher(self._network, cfg.model)
         self.dino_loss = DINOLoss(
             cfg.head.out_dim,
             student_temp=cfg.loss.student_temp,
@@ -54,8 +68,10 @@ class DINOMetaArch(nn.Module):
             centering=cfg.loss.centering,
             sinkhorn_iterations=cfg.loss.sinkhorn_iterations,
         )
-        self._student_params = [p for _, p in self.student.named_parameters()]
-        self._teacher_params = [p for _, p in self.teacher.named_parameters()]
+
+    def _network(self, model_cfg: ModelConfig) -> MultiCropNetwork:
+        backbone = build_backbone(model_cfg)
+        return MultiCropNetwork(backbone, build_head(self.cfg.head, backbone.embed_dim))
 
     def forward_loss(self, batch: dict, teacher_temp: float) -> dict[str, Tensor]:
         """One DINO step's loss on a collated multi-crop batch (see `data.collate`)."""
@@ -65,11 +81,6 @@ class DINOMetaArch(nn.Module):
             teacher_logits = self.teacher([global_crops])["logits"]
         student_logits = self.student([global_crops, local_crops])["logits"]
         return self.dino_loss(student_logits, teacher_logits, teacher_temp, n_global=2)
-
-    @torch.no_grad()
-    def update_teacher(self, momentum: float) -> None:
-        """teacher <- m * teacher + (1 - m) * student, for every parameter at once."""
-        torch._foreach_lerp_(self._teacher_params, self._student_params, 1.0 - momentum)
 
 
 def uses_dinov2(cfg: Config) -> bool:

@@ -8,15 +8,14 @@ under `network.head` ({"dino", "ibot"}) so freezing every `last_layer` reaches b
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import Tensor, nn
 
-from dinolab.config.schema import Config, HeadConfig
+from dinolab.config.schema import Config, HeadConfig, ModelConfig
 from dinolab.data.masking import BlockMaskGenerator
 from dinolab.losses import DINOLoss, IBOTPatchLoss, koleo_loss
 from dinolab.models import build_backbone, build_head
+from dinolab.train.meta_arch import StudentTeacher
 
 
 class DINOv2Network(nn.Module):
@@ -42,7 +41,7 @@ class DINOv2Network(nn.Module):
         return logits[: cls.shape[0]], logits[cls.shape[0] :]
 
 
-class DINOv2MetaArch(nn.Module):
+class DINOv2MetaArch(StudentTeacher):
     """Everything with weights in a DINOv2 run: student, teacher and the losses' centres."""
 
     def __init__(self, cfg: Config):
@@ -54,13 +53,7 @@ class DINOv2MetaArch(nn.Module):
                 "iBOT and sequence packing need a ViT backbone: set model.arch=vit_* or "
                 "ibot.weight=0 and model.pack_sequences=false."
             )
-        self.student = self._network(cfg.model)
-        teacher_model = copy.deepcopy(cfg.model)
-        teacher_model.drop_path_rate = 0.0  # the teacher never drops paths
-        self.teacher = self._network(teacher_model)
-        self.teacher.load_state_dict(self.student.state_dict())
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
+        self._build_student_teacher(self._network, cfg.model)
         loss = cfg.loss
         self.dino_loss = DINOLoss(
             cfg.head.out_dim, loss.student_temp, loss.center_momentum, loss.centering,
@@ -76,10 +69,8 @@ class DINOv2MetaArch(nn.Module):
             self.masks = BlockMaskGenerator(
                 cfg.data.global_size // patch, cfg.ibot.mask_min_patches, cfg.ibot.mask_aspect
             )
-        self._student_params = list(self.student.parameters())
-        self._teacher_params = list(self.teacher.parameters())
 
-    def _network(self, model_cfg) -> DINOv2Network:
+    def _network(self, model_cfg: ModelConfig) -> DINOv2Network:
         backbone = build_backbone(model_cfg)
         dino = build_head(self.cfg.head, backbone.embed_dim)
         ibot = None
@@ -107,20 +98,23 @@ class DINOv2MetaArch(nn.Module):
         """One DINOv2 step's loss (`loss`) and detached parts and monitors."""
         g = batch["global_crops"]
         local = batch.get("local_crops")
-        masks = None
+        masks = masked = None
         if self.use_ibot:
             masks = batch.get("masks")
             masks = self.make_masks(g.shape[0], g.device) if masks is None else masks.bool()
+            # Indices of the masked patches in `masks[masks]` order, found once (one sync)
+            # for both networks' patch tokens.
+            masked = masks.flatten().nonzero().squeeze(1)
         with torch.no_grad():
             t = self._features(self.teacher, [g], [None])[0]
-            t_patch = t["x_norm_patchtokens"][masks] if masks is not None else None
+            t_patch = _gather(t["x_norm_patchtokens"], masked)
             t_dino, t_ibot = self.teacher.heads(t["x_norm_clstoken"], t_patch)
         xs, ms = [g], [masks]
         if local is not None and local.numel() > 0:
             xs, ms = [g, local], [masks, None]
         s = self._features(self.student, xs, ms)
         s_cls = torch.cat([o["x_norm_clstoken"] for o in s])
-        s_patch = s[0]["x_norm_patchtokens"][masks] if masks is not None else None
+        s_patch = _gather(s[0]["x_norm_patchtokens"], masked)
         s_dino, s_ibot = self.student.heads(s_cls, s_patch)
 
         dino = self.dino_loss(s_dino, t_dino, teacher_temp, n_global=2)
@@ -141,7 +135,7 @@ class DINOv2MetaArch(nn.Module):
         out["loss"] = total
         return out
 
-    @torch.no_grad()
-    def update_teacher(self, momentum: float) -> None:
-        """teacher <- m * teacher + (1 - m) * student (backbone and both heads)."""
-        torch._foreach_lerp_(self._teacher_params, self._student_params, 1.0 - momentum)
+
+def _gather(patch_tokens: Tensor, masked: Tensor | None) -> Tensor | None:
+    """The rows of patch_tokens [N, P, D] at the flat indices `masked` -> [M, D]."""
+    return None if masked is None else patch_tokens.flatten(0, 1)[masked]

@@ -44,8 +44,8 @@ def param_groups(
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if layer_decay == 1.0 and patch_embed_lr_mult == 1.0:
-        regularized = [p for n, p in named if not (n.endswith(".bias") or p.ndim <= 1)]
-        not_regularized = [p for n, p in named if n.endswith(".bias") or p.ndim <= 1]
+        regularized = [p for n, p in named if not _no_decay(n, p)]
+        not_regularized = [p for n, p in named if _no_decay(n, p)]
         return [
             {"params": regularized, "apply_wd": True, "name": "decay"},
             {"params": not_regularized, "apply_wd": False, "weight_decay": 0.0, "name": "no_decay"},
@@ -54,7 +54,7 @@ def param_groups(
     depth = max(blocks) + 1 if blocks else 0
     groups: dict[tuple[bool, float], dict] = {}
     for name, p in named:
-        decay = not (name.endswith(".bias") or p.ndim <= 1)
+        decay = not _no_decay(name, p)
         mult = lr_multiplier(name, depth, layer_decay, patch_embed_lr_mult)
         key = (decay, round(mult, 12))
         if key not in groups:
@@ -65,6 +65,11 @@ def param_groups(
                 groups[key]["weight_decay"] = 0.0
         groups[key]["params"].append(p)
     return list(groups.values())
+
+
+def _no_decay(name: str, p: Tensor) -> bool:
+    """Biases and 1-D parameters (norms, tokens, layer scales) take no weight decay."""
+    return name.endswith(".bias") or p.ndim <= 1
 
 
 def build_optimizer(

@@ -116,3 +116,15 @@ def test_no_rows_leave_the_centre_alone_and_sinkhorn_returns_empty():
     c.update(torch.zeros(0, 3))
     assert torch.equal(c.center, torch.ones(1, 3))
     assert sinkhorn_knopp(torch.zeros(0, 3), temp=0.1).shape == (0, 3)
+
+
+def test_build_center_picks_the_targets_of_both_losses():
+    from dinolab.losses.centering import build_center, teacher_targets
+
+    t = torch.randn(6, 4)
+    ema = build_center("ema", 4, momentum=0.5)
+    assert isinstance(ema, EMACenter) and build_center("sinkhorn", 4) is None
+    assert torch.equal(teacher_targets(ema, t, 0.1), ema.probs(t, 0.1))
+    assert torch.equal(teacher_targets(None, t, 0.1, 2), sinkhorn_knopp(t, 0.1, 2))
+    with pytest.raises(ValueError, match="Unknown centering 'foo'"):
+        build_center("foo", 4)
