@@ -27,10 +27,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from dinolab.data import EvalTransform, ImageDataset, build_dataset, collate_labeled
+from dinolab.data.augment import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger("dinolab")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 OUTPUT_SUFFIXES = (".npy", ".npz", ".safetensors")
 
 

@@ -7,11 +7,9 @@ its own module (`dinolab.exporters.timm`, `.hf`, `.onnx`) and returns the writte
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
 from torch import nn
 
 from dinolab.config.schema import ModelConfig
@@ -37,21 +35,13 @@ def export_safetensors(model: nn.Module, out: str | Path) -> Path:
     metadata, so `load_backbone` reads it) with one more metadata entry,
     `pos_interpolation`, that `dinolab.hub.load` uses to keep the published models' rule.
     """
-    from dinolab.train.export import FORMAT
+    from dinolab.train.export import export_backbone
 
     model = getattr(model, "backbone", model)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    metadata = {
-        "format": FORMAT,
-        "model": json.dumps(asdict(model_config_of(model))),
-        "pos_interpolation": json.dumps(pos_interpolation(model)),
-    }
-    tmp = out.with_name(out.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(out)
-    return out
+    rule = {"pos_interpolation": json.dumps(pos_interpolation(model))}
+    return export_backbone(model, model_config_of(model), out, extra_metadata=rule)
 
 
 def export(model: nn.Module, to: str, out: str | Path, **kwargs: Any) -> Path:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dinolab.extract import check_image_size
 from dinolab.models.hub import pos_interpolation
 
 log = logging.getLogger("dinolab")
@@ -49,13 +50,8 @@ def export_onnx(
 ) -> Path:
     """Write `out` (.onnx); with `check`, compare onnxruntime with PyTorch on one batch."""
     backbone = getattr(model, "backbone", model).eval()
-    patch = int(getattr(backbone, "patch_size", 1) or 1)
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
-    if h % patch or w % patch:
-        raise ValueError(
-            f"image size {h}x{w} is not a multiple of the patch size {patch}; "
-            f"use a multiple of {patch} (e.g. {h // patch * patch or patch})."
-        )
+    patch = check_image_size(backbone, h, w)
     dynamic = dynamic_hw(backbone)
     batch = torch.export.Dim("batch", min=1, max=4096)
     dims: dict[int, object] = {0: batch}

@@ -101,12 +101,6 @@ def list_models() -> list[str]:
     return list(MODELS)
 
 
-def get_entry(name: str) -> HubModel:
-    if name not in MODELS:
-        raise ValueError(f"Unknown model '{name}': use one of {', '.join(MODELS)}.")
-    return MODELS[name]
-
-
 class PublishedViT(VisionTransformer):
     """A ViT that resamples its position embedding exactly like the original repositories.
 

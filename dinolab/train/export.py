@@ -18,13 +18,20 @@ from dinolab.models import build_backbone
 from dinolab.train.checkpoint import load_state_dict_strict
 
 FORMAT = "dinolab-backbone-v1"
+TEACHER_FILE = "teacher_backbone.safetensors"  # a run's exported teacher backbone
 
 
-def export_backbone(backbone: nn.Module, cfg: Config, path: str | Path) -> Path:
+def export_backbone(
+    backbone: nn.Module,
+    cfg: Config | ModelConfig,
+    path: str | Path,
+    extra_metadata: dict[str, str] | None = None,
+) -> Path:
     """Write `backbone`'s weights and its ModelConfig (as JSON metadata) atomically."""
     path = Path(path)
+    model_cfg = cfg.model if isinstance(cfg, Config) else cfg
     tensors = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
-    metadata = {"format": FORMAT, "model": json.dumps(asdict(cfg.model))}
+    metadata = {"format": FORMAT, "model": json.dumps(asdict(model_cfg)), **(extra_metadata or {})}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)
@@ -64,7 +71,7 @@ def load_run_backbone(run: str | Path) -> tuple[nn.Module, Config]:
     if not run.is_dir():
         raise FileNotFoundError(f"Run directory '{run}' does not exist.")
     cfg = load_saved_config(run / "config.yaml")
-    export = run / "teacher_backbone.safetensors"
+    export = run / TEACHER_FILE
     if export.is_file():
         return load_backbone(export), cfg
     ckpt = run / "checkpoint.pth"
