@@ -41,13 +41,12 @@ import torch
 from dinolab.config.loader import load_config, to_yaml
 from dinolab.config.schema import Config
 from dinolab.data.datasets import LabeledImageFolder
-from dinolab.eval.baselines import raw_pixel_features
+from dinolab.eval.baselines import random_init_backbone, raw_pixel_features
 from dinolab.eval.features import extract_features
 from dinolab.eval.knn import knn_classify
 from dinolab.eval.logreg import logreg_holdout
 from dinolab.train.distributed import get_world_size
 from dinolab.train.export import load_run_backbone
-from dinolab.train.meta_arch import DINOMetaArch
 from dinolab.train.trainer import CHECKPOINT, Trainer
 
 KS = (20, 200)
@@ -436,9 +435,9 @@ def main(argv: list[str] | None = None) -> dict:
         "chunks": [],
     }
 
-    # Baselines: raw pixels, and the step-0 teacher (same seed as the run's own init).
-    torch.manual_seed(cfg.train.seed)
-    random_backbone = DINOMetaArch(cfg).teacher.backbone.eval()
+    # Baselines: raw pixels, and the step-0 teacher (the run's architecture and init seed; the
+    # teacher starts as a copy of the student, whose backbone is built first after seeding).
+    random_backbone = random_init_backbone(cfg)
     result["baselines_subset"]["raw pixels"] = ev.pixels(sub_train, sub_test)
     result["baselines_subset"]["random init"] = ev.backbone(random_backbone, sub_train, sub_test)
     log(f"baselines (subset): {result['baselines_subset']}")

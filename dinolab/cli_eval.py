@@ -28,22 +28,19 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _setup(args: argparse.Namespace) -> tuple:
     """(backbone, image_size, out_dir, feature kwargs) shared by every protocol."""
-    import torch
 
+    from dinolab.train.distributed import resolve_device
     from dinolab.train.export import load_run_backbone
 
     backbone, cfg = load_run_backbone(args.run)
     run = Path(args.run)
     out_dir = Path(args.out) if args.out else (run.parent if run.is_file() else run)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     cache = None if args.no_cache else Path(args.cache_dir or out_dir / "feature_cache")
     kwargs = {
         "batch_size": args.batch_size,
         "num_workers": args.num_workers,
-        "device": torch.device(device),
+        "device": resolve_device(args.device),
         "precision": args.precision,
         "mean": tuple(cfg.data.mean),
         "std": tuple(cfg.data.std),

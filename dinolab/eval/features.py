@@ -18,12 +18,11 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from dinolab.data import EvalTransform, LabeledImageFolder, collate_labeled
+from dinolab.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from dinolab.eval.cache import FeatureWriter, backbone_fingerprint, cache_key, files_fingerprint
 from dinolab.eval.cache import load_entry as load_cached
 
 log = logging.getLogger("dinolab")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def backbone_tokens(
@@ -186,15 +185,15 @@ def extract_features(
             with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
                 feats = backbone_tokens(backbone, images, n_last_blocks, avgpool)
             writer.append(feats.cpu(), batch["labels"])
+        for err in skipped:
+            log.warning("skipped unreadable image %s", err)
+        if writer.count == 0:  # checked before finish(): an empty writer has no rows to publish
+            raise ValueError(f"No readable images under '{root}'.")
         entry = writer.finish({"root": str(root), "skipped": skipped, **layout})
     except BaseException:
         writer.abort()
         raise
     finally:
         backbone.train(was_training)
-    for err in skipped:
-        log.warning("skipped unreadable image %s", err)
-    if entry["labels"].numel() == 0:
-        raise ValueError(f"No readable images under '{root}'.")
     check_every_class(str(root), classes, entry["labels"])
     return {**entry, "classes": classes, "skipped": skipped, **layout, "cached": False}

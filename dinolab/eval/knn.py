@@ -19,6 +19,12 @@ from dinolab.eval.features import extract_features, same_class_folders
 from dinolab.eval.results import write_results
 
 
+def _rows(x: Tensor, device: torch.device, normalize: bool) -> Tensor:
+    """float32 rows on `device`, L2-normalised if asked."""
+    x = x.to(device, torch.float32)
+    return F.normalize(x, dim=1) if normalize else x
+
+
 def _nearest(
     queries: Tensor, bank: Tensor, k: int, normalize: bool, bank_chunk: int
 ) -> tuple[Tensor, Tensor]:
@@ -26,9 +32,7 @@ def _nearest(
     best_s = queries.new_empty(queries.shape[0], 0)
     best_i = torch.empty(queries.shape[0], 0, dtype=torch.long, device=queries.device)
     for start in range(0, bank.shape[0], bank_chunk):
-        chunk = bank[start : start + bank_chunk].to(queries.device, torch.float32)
-        if normalize:
-            chunk = F.normalize(chunk, dim=1)
+        chunk = _rows(bank[start : start + bank_chunk], queries.device, normalize)
         s, i = (queries @ chunk.t()).topk(min(k, chunk.shape[0]), dim=1)
         best_s, order = torch.cat([best_s, s], 1).topk(min(k, best_s.shape[1] + s.shape[1]), 1)
         best_i = torch.cat([best_i, i + start], 1).gather(1, order)
@@ -51,7 +55,8 @@ def knn_classify(
 ) -> dict[int, dict[str, float]]:
     """Top-1 / top-5 accuracy (percent) for each k; k larger than the bank is clipped.
 
-    `normalize` L2-normalises rows chunk by chunk (a no-op for rows that already are).
+    `normalize` L2-normalises rows chunk by chunk (a no-op for rows that already are). A bank
+    of at most `bank_chunk_size` rows is moved and normalised once, not once per query chunk.
     """
     if train_features.shape[0] == 0 or test_features.shape[0] == 0:
         raise ValueError("k-NN needs at least one training and one test feature.")
@@ -59,12 +64,14 @@ def knn_classify(
     num_classes = num_classes or int(max(train_labels.max(), test_labels.max())) + 1
     max_k = min(max(ks), train_features.shape[0])
     train_labels = train_labels.to(device)
+    bank, bank_normalize = train_features, normalize
+    if bank.shape[0] <= bank_chunk_size:  # one chunk anyway: prepare it once
+        bank, bank_normalize = _rows(bank, device, normalize), False
     correct = {k: torch.zeros(2) for k in ks}
     for start in range(0, test_features.shape[0], chunk_size):
-        feats = test_features[start : start + chunk_size].to(device, torch.float32)
-        feats = F.normalize(feats, dim=1) if normalize else feats
+        feats = _rows(test_features[start : start + chunk_size], device, normalize)
         targets = test_labels[start : start + chunk_size].to(device)
-        sims, idx = _nearest(feats, train_features, max_k, normalize, bank_chunk_size)
+        sims, idx = _nearest(feats, bank, max_k, bank_normalize, bank_chunk_size)
         neighbour_labels = train_labels[idx]
         weights = (sims / temperature).exp()
         for k in ks:

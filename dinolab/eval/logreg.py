@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dinolab.eval.features import extract_features, same_class_folders, select_variant
+from dinolab.eval.features import extract_features, same_class_folders
 from dinolab.eval.results import markdown_table, write_results
 
 DEFAULT_CS = (1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)
@@ -124,15 +124,11 @@ def run_logreg(
     kw = {**feature_kwargs, "n_last_blocks": variant[0], "avgpool": variant[1]}
     train = extract_features(backbone, train_root, image_size, **kw)
     val = extract_features(backbone, val_root, image_size, **kw)
-
-    def rows(d: dict) -> Tensor:
-        return select_variant(d["features"], variant, *variant)
-
     t0 = time.perf_counter()
     grid = logreg_grid(
-        rows(train),
+        train["features"],
         train["labels"],
-        rows(val),
+        val["features"],
         val["labels"],
         len(train["classes"]),
         Cs,
@@ -154,7 +150,7 @@ def run_logreg(
     if test_root:
         test = extract_features(backbone, test_root, image_size, **kw)
         w, b, mean, std = grid["model"]
-        tx = (rows(test).to(mean.device, torch.float32) - mean) / std
+        tx = (test["features"].to(mean.device, torch.float32) - mean) / std
         s = accuracy(tx, test["labels"].to(mean.device), w, b)
         result.update(test=str(test_root), n_test=len(test["labels"]))
         result["best"].update(test_top1=s["top1"], test_top5=s["top5"])

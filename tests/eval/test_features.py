@@ -56,3 +56,13 @@ def test_different_val_classes_are_a_clear_error(backbone, folders):
     (folders / "val" / "b").rename(folders / "val" / "z")
     with pytest.raises(ValueError, match=r"differ from training classes .*\['b'\].*\['z'\]"):
         run_knn(backbone, folders / "train", folders / "val", 32, ks=(1,), **KW)
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_no_readable_image_is_a_one_line_error(backbone, tmp_path, cached):
+    (tmp_path / "bad" / "a").mkdir(parents=True)
+    (tmp_path / "bad" / "a" / "x.jpg").write_text("not an image")
+    cache = tmp_path / "cache" if cached else None
+    with pytest.raises(ValueError, match="No readable images under"):
+        extract_features(backbone, tmp_path / "bad", 32, cache_dir=cache, **KW)
+    assert not cached or not cache.exists() or not any(cache.iterdir())  # nothing half-written

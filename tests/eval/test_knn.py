@@ -66,3 +66,14 @@ def test_bank_chunks_and_unnormalised_rows_agree():
         3 * train, labels, test, test_labels, ks=(1, 5, 20), chunk_size=6, bank_chunk_size=7
     )
     assert chunked == ref
+
+
+def test_bank_prepared_once_matches_chunked_bank():
+    g = torch.Generator().manual_seed(2)
+    train, test = torch.randn(40, 8, generator=g), torch.randn(15, 8, generator=g)
+    labels, test_labels = torch.arange(40) % 3, torch.arange(15) % 3
+    once = knn_classify(2 * train, labels, test, test_labels, ks=(1, 10), chunk_size=4)
+    chunked = knn_classify(
+        2 * train, labels, test, test_labels, ks=(1, 10), chunk_size=4, bank_chunk_size=9
+    )
+    assert once == chunked

@@ -20,3 +20,13 @@ def test_penalty_shrinks_weights():
     strong, _ = fit_logreg(x, y, 2, C=1e-3)
     weak, _ = fit_logreg(x, y, 2, C=1e3)
     assert strong.norm() < 0.1 * weak.norm()
+
+
+def test_run_logreg_on_a_multi_block_avgpool_variant(backbone, folders):
+    from dinolab.eval.logreg import run_logreg
+
+    res = run_logreg(backbone, folders / "train", folders / "val", 32, Cs=(1.0,),
+                     variant=(2, True), test_root=folders / "val", max_iter=20,
+                     num_workers=0, precision="fp32", progress=False)  # fmt: skip
+    assert res["features"] == "blocks2+avgpool" and res["n_test"] == res["n_val"] == 6
+    assert res["best"]["test_top1"] == res["best"]["top1"]  # the test split is the val split
