@@ -14,8 +14,7 @@ from pathlib import Path
 
 def _setup(args: argparse.Namespace) -> dict:
     """The ViT and the keyword arguments shared by every picture."""
-    import torch
-
+    from dinolab.train.distributed import resolve_device
     from dinolab.viz.images import IMAGENET_MEAN, IMAGENET_STD, as_vit
 
     vit = as_vit(
@@ -31,11 +30,8 @@ def _setup(args: argparse.Namespace) -> dict:
 
         cfg = load_saved_config(saved)
         mean, std = tuple(cfg.data.mean), tuple(cfg.data.std)
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     return {"model": vit, "size": args.size or None, "block": args.block, "mean": mean,
-            "std": std, "device": device}  # fmt: skip
+            "std": std, "device": resolve_device(args.device)}  # fmt: skip
 
 
 def cmd_attention(args: argparse.Namespace) -> int:

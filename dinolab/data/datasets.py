@@ -107,13 +107,17 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def _decode(self, index: int) -> Image.Image:
+        """Read and decode image `index` (raises on a bad file); subclasses read elsewhere."""
+        return decode_image(self.paths[index])
+
     def _load(self, index: int) -> Image.Image | str:
         """The decoded image, or an error string "<path>: <reason>"."""
         if index in self._cache:
             return self._cache[index]
         path = self.paths[index]
         try:
-            result: Image.Image | str = decode_image(path)
+            result: Image.Image | str = self._decode(index)
         except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file, not a crash
             result = f"{path}: {_reason(path, e)}"
         if self.cache_decoded:

@@ -94,21 +94,13 @@ class TarShardDataset(ImageDataset):
         self.root = str(spec)
         self._files: dict[int, Any] = {}  # open shard handles, per worker process
 
-    def _load(self, index: int) -> Image.Image | str:
-        if index in self._cache:
-            return self._cache[index]
+    def _decode(self, index: int) -> Image.Image:
         shard, offset, size = self.members[index]
-        try:
-            f = self._files.get(shard)
-            if f is None:
-                f = self._files[shard] = open(self.shards[shard], "rb")  # noqa: SIM115
-            f.seek(offset)
-            result: Image.Image | str = decode_image(io.BytesIO(f.read(size)))
-        except Exception as e:  # noqa: BLE001 - a bad member is a bad image, not a crash
-            result = f"{self.paths[index]}: {type(e).__name__}: {e}"
-        if self.cache_decoded:
-            self._cache[index] = result
-        return result
+        f = self._files.get(shard)
+        if f is None:
+            f = self._files[shard] = open(self.shards[shard], "rb")  # noqa: SIM115
+        f.seek(offset)
+        return decode_image(io.BytesIO(f.read(size)))
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)

@@ -104,6 +104,16 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present; under torchrun each process takes its LOCAL_RANK GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank())
+    return device
+
+
 def init_from_env(backend: str = "auto", timeout_s: float = 1800, use_cuda: bool = False) -> bool:
     """Join the process group that torchrun or SLURM describe; True when distributed.
 

@@ -24,7 +24,7 @@ from dinolab.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from dinolab.train.export import export_backbone
+from dinolab.train.export import TEACHER_FILE, export_backbone
 from dinolab.train.sharded_checkpoint import FORMAT, load_sharded, remove_stale, save_sharded
 
 log = logging.getLogger("dinolab")
@@ -59,11 +59,11 @@ class RunCheckpoints:
             if self.sharded:
                 self._save_sharded(rngs)
             elif self.is_main:
-                save_checkpoint(self.run_dir / CHECKPOINT, self._state(rngs))
+                state = self._state(rngs)
+                save_checkpoint(self.run_dir / CHECKPOINT, state)
                 keep = self.cfg.train.keep_checkpoints
                 if keep > 0 and self.step_in_epoch == 0:
-                    name = f"checkpoint_{self.epoch:04d}.pth"
-                    save_checkpoint(self.run_dir / name, self._state(rngs))
+                    save_checkpoint(self.run_dir / f"checkpoint_{self.epoch:04d}.pth", state)
                     for old in sorted(self.run_dir.glob("checkpoint_[0-9]*.pth"))[:-keep]:
                         old.unlink()
             dist.barrier()
@@ -76,7 +76,7 @@ class RunCheckpoints:
             state = {**self._state(rngs), "format": FORMAT, "sharded": name}
             save_checkpoint(self.run_dir / CHECKPOINT, state)
             remove_stale(self.run_dir, keep=name)
-            export_backbone(teacher, self.cfg, self.run_dir / "teacher_backbone.safetensors")
+            export_backbone(teacher, self.cfg, self.run_dir / TEACHER_FILE)
 
     def _load(self, path: Path) -> None:
         state = load_checkpoint(path)

@@ -29,7 +29,8 @@ from dinolab.data import EpochSampler, MultiCropAugmentation, build_dataset, col
 from dinolab.data.samplers import EpochBatchSampler
 from dinolab.train import distributed as dist
 from dinolab.train import parallel
-from dinolab.train.export import export_backbone
+from dinolab.train.distributed import resolve_device
+from dinolab.train.export import TEACHER_FILE, export_backbone
 from dinolab.train.meta_arch import build_meta_arch
 from dinolab.train.monitor import MetricsLogger
 from dinolab.train.optim import (
@@ -43,16 +44,6 @@ from dinolab.train.schedules import build_schedules
 
 log = logging.getLogger("dinolab")
 __all__ = ["CHECKPOINT", "Trainer", "autocast", "per_process_batch", "resolve_device"]
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when present; under torchrun each process takes its LOCAL_RANK GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", dist.local_rank())
-    return device
 
 
 def per_process_batch(cfg: Config, world_size: int) -> int:
@@ -289,7 +280,7 @@ class Trainer(RunCheckpoints):
             student = self._plain_backbone(self.model.student.backbone)
         if self.online_knn is not None and self.online_knn.due(self.epoch):
             self.logger.flush()
-            scores = self.online_knn.run(teacher, student or self.model.student.backbone)
+            scores = self.online_knn.run(teacher, student)
             self.logger.log_scalars(self.global_step, scores, prefix="knn")
             best = {k: v for k, v in scores.items() if k.endswith("_top1")}
             log.info("epoch %d online k-NN: %s", self.epoch, best)
@@ -313,11 +304,10 @@ class Trainer(RunCheckpoints):
         self.final_teacher = self._plain_backbone(self.model.teacher.backbone)
         if self.is_main:
             self.logger.close()
-            summary["teacher_backbone"] = str(
-                export_backbone(
-                    self.final_teacher, self.cfg, self.run_dir / "teacher_backbone.safetensors"
-                )
-            )
+            teacher_file = self.run_dir / TEACHER_FILE
+            if not self.sharded:  # a sharded save() has just exported these same weights
+                export_backbone(self.final_teacher, self.cfg, teacher_file)
+            summary["teacher_backbone"] = str(teacher_file)
             from dinolab.viz.curves import plot_training_curves
 
             metrics = self.run_dir / "metrics.jsonl"

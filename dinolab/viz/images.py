@@ -15,12 +15,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dinolab.data.datasets import decode_image, find_images
+from dinolab.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from dinolab.data.datasets import ImageFileList, decode_image, find_images
 from dinolab.models.vision_transformer import VisionTransformer
 
 log = logging.getLogger("dinolab")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def as_vit(model: nn.Module | str | Path, **load_kwargs) -> VisionTransformer:
@@ -61,14 +60,15 @@ def target_size(h: int, w: int, size: int | None) -> tuple[int, int]:
 
 
 def image_paths(items: Sequence[str | Path]) -> list[Path]:
-    """Image files from files, folders (their images, sorted) and .txt lists of paths."""
+    """Image files from files, folders (their images, sorted) and .txt lists of paths (read as
+    `data.path` lists are: relative to the list's folder, `#` comments)."""
     paths: list[Path] = []
     for item in items:
         p = Path(item).expanduser()
         if p.is_dir():
             paths.extend(Path(f) for f in sorted(find_images(p)))
         elif p.suffix == ".txt" and p.is_file():
-            paths.extend(Path(s.strip()) for s in p.read_text().splitlines() if s.strip())
+            paths.extend(Path(f) for f in ImageFileList(p).paths)
         elif p.is_file():
             paths.append(p)
         else:

@@ -26,7 +26,8 @@ def image_dir(tmp_path):
     return make_images(tmp_path / "images")
 
 
-def tiny_config(data_path, out_dir, **overrides):
+def tiny_overrides(data_path, out_dir, **overrides) -> list[str]:
+    """A 2-block ViT run on 32 px crops as `key=value` strings (for the CLI and torchrun)."""
     base = {
         "model.arch": "vit_tiny",
         "model.patch_size": 8,
@@ -56,4 +57,8 @@ def tiny_config(data_path, out_dir, **overrides):
         "out_dir": str(out_dir),
     }
     base.update(overrides)
-    return load_config(overrides=[f"{k}={v}" for k, v in base.items()])
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def tiny_config(data_path, out_dir, **overrides):
+    return load_config(overrides=tiny_overrides(data_path, out_dir, **overrides))

@@ -21,40 +21,19 @@ from dinolab.train.monitor import read_metrics
 from dinolab.train.pretrain import pretrain
 from dinolab.train.trainer import Trainer, per_process_batch
 
-from .conftest import make_images
+from .conftest import make_images, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {
-    "model.arch": "vit_tiny",
-    "model.patch_size": 8,
-    "model.img_size": 32,
-    "model.embed_dim": 32,
-    "model.depth": 2,
-    "model.num_heads": 2,
+DIST = {  # tiny_config, with a global batch that 21 images do not fill evenly
     "model.drop_path_rate": 0.0,
-    "head.out_dim": 64,
-    "head.hidden_dim": 64,
-    "head.bottleneck_dim": 16,
-    "data.global_size": 32,
-    "data.local_size": 16,
-    "data.num_local_crops": 2,
-    "data.num_workers": 0,
     "train.global_batch_size": 8,
     "data.drop_last": False,  # 21 images: steps of 8, 8 and 5 (3 + 2 on two processes)
-    "train.epochs": 2,
-    "train.precision": "fp32",
-    "train.progress": False,
-    "train.tensorboard": False,
-    "train.log_every_steps": 1,
-    "train.keep_checkpoints": 0,
-    "optim.warmup_epochs": 0,
     "optim.base_lr": 0.004,
-    "loss.teacher_temp_warmup_epochs": 0,
 }
 
 
 def overrides(data: Path, out: Path, **kw) -> list[str]:
-    return [f"{k}={v}" for k, v in {**TINY, "data.path": data, "out_dir": out, **kw}.items()]
+    return tiny_overrides(data, out, **{**DIST, **kw})
 
 
 def torchrun(*args: str) -> None:
