@@ -41,11 +41,11 @@ import torch
 from dinolab.config.loader import load_config, to_yaml
 from dinolab.config.schema import Config
 from dinolab.data.datasets import LabeledImageFolder
+from dinolab.distributed import get_world_size
 from dinolab.eval.baselines import random_init_backbone, raw_pixel_features
 from dinolab.eval.features import extract_features
 from dinolab.eval.knn import knn_classify
 from dinolab.eval.logreg import logreg_holdout
-from dinolab.train.distributed import get_world_size
 from dinolab.train.export import load_run_backbone
 from dinolab.train.trainer import CHECKPOINT, Trainer
 

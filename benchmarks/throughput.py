@@ -104,8 +104,8 @@ def build_trainer(
 ):
     """A `Trainer` shell around DINOMetaArch + AdamW + schedules, without dataset or logger."""
     from dinolab.config.loader import load_config
+    from dinolab.distributed import get_world_size
     from dinolab.train import parallel
-    from dinolab.train.distributed import get_world_size
     from dinolab.train.meta_arch import build_meta_arch
     from dinolab.train.optim import build_optimizer
     from dinolab.train.schedules import build_schedules
@@ -163,7 +163,7 @@ def step_flops(trainer, batch) -> int:
 
 def run_worker(args: argparse.Namespace) -> dict | None:
     """One row; under torchrun (--procs N) every rank steps, rank 0 reports for the job."""
-    from dinolab.train import distributed as dist
+    from dinolab import distributed as dist
 
     torch.set_num_threads(args.threads)
     dist.init_from_env("gloo", 600)

@@ -12,7 +12,7 @@ from dinolab.cli_eval import register_eval
 from dinolab.cli_models import register as register_models
 from dinolab.cli_viz import register_viz
 from dinolab.config.loader import ConfigError, list_presets, load_config, load_saved_config, to_yaml
-from dinolab.train.distributed import DistributedError
+from dinolab.distributed import DistributedError
 from dinolab.train.monitor import NonFiniteLossError
 
 log = logging.getLogger("dinolab")
@@ -25,7 +25,7 @@ def _split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from dinolab.train.distributed import is_main_process
+    from dinolab.distributed import is_main_process
     from dinolab.train.pretrain import pretrain
 
     paths, overrides = _split_overrides(args.items)

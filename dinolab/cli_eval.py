@@ -29,7 +29,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _setup(args: argparse.Namespace) -> tuple:
     """(backbone, image_size, out_dir, feature kwargs) shared by every protocol."""
 
-    from dinolab.train.distributed import resolve_device
+    from dinolab.distributed import resolve_device
     from dinolab.train.export import load_run_backbone
 
     backbone, cfg = load_run_backbone(args.run)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 def _setup(args: argparse.Namespace) -> dict:
     """The ViT and the keyword arguments shared by every picture."""
-    from dinolab.train.distributed import resolve_device
+    from dinolab.distributed import resolve_device
     from dinolab.viz.images import IMAGENET_MEAN, IMAGENET_STD, as_vit
 
     vit = as_vit(

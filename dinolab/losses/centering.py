@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from dinolab.train.distributed import all_reduce_max, all_reduce_sum
+from dinolab.distributed import all_reduce_max, all_reduce_sum
 
 
 class EMACenter(nn.Module):

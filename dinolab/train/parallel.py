@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from torch.distributed.tensor import DTensor
 from torch.utils.checkpoint import checkpoint
 
+from dinolab import distributed as dist
 from dinolab.config.schema import Config
-from dinolab.train import distributed as dist
 
 PARALLEL = ("ddp", "fsdp")
 

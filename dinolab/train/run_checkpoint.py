@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dinolab import distributed as dist
 from dinolab.config.loader import to_yaml
-from dinolab.train import distributed as dist
 from dinolab.train import parallel
 from dinolab.train.checkpoint import (
     load_checkpoint,

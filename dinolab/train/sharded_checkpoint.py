@@ -24,7 +24,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from dinolab.train import distributed as dist
+from dinolab import distributed as dist
 
 FORMAT = "dcp"
 PREFIX = "checkpoint_dcp_"

@@ -23,13 +23,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from dinolab import distributed as dist
 from dinolab.config.loader import save_config, to_yaml
 from dinolab.config.schema import Config
 from dinolab.data import EpochSampler, MultiCropAugmentation, build_dataset, collate_multicrop
 from dinolab.data.samplers import EpochBatchSampler
-from dinolab.train import distributed as dist
+from dinolab.distributed import resolve_device
 from dinolab.train import parallel
-from dinolab.train.distributed import resolve_device
 from dinolab.train.export import TEACHER_FILE, export_backbone
 from dinolab.train.meta_arch import build_meta_arch
 from dinolab.train.monitor import MetricsLogger

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch.distributed as tdist
 
+from dinolab import distributed as dist
 from dinolab.config.loader import load_config
-from dinolab.train import distributed as dist
 from dinolab.train.pretrain import pretrain
 
 

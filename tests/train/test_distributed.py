@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from dinolab import distributed as dist
 from dinolab.config.loader import load_config
-from dinolab.train import distributed as dist
 from dinolab.train.checkpoint import load_checkpoint
 from dinolab.train.monitor import read_metrics
 from dinolab.train.pretrain import pretrain
