@@ -13,6 +13,7 @@ from dinolab.cli_models import register as register_models
 from dinolab.cli_viz import register_viz
 from dinolab.config.loader import ConfigError, list_presets, load_config, load_saved_config, to_yaml
 from dinolab.distributed import DistributedError
+from dinolab.train.checkpoint import CheckpointWriteError
 from dinolab.train.monitor import NonFiniteLossError
 
 log = logging.getLogger("dinolab")
@@ -31,7 +32,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     paths, overrides = _split_overrides(args.items)
     if len(paths) > 1:
         raise ConfigError(f"Expected one image folder, got {paths}: overrides need key=value.")
-    if args.resume:
+    if args.resume == "auto":  # start the run in out_dir=..., or continue it (requeued jobs)
+        from dinolab.train.resume import should_resume
+
+        cfg = load_config(args.preset, overrides)
+        if paths:
+            cfg.data.path = paths[0]
+        resume = should_resume(cfg)
+    elif args.resume:
         run_dir = Path(args.resume)
         saved = run_dir / "config.yaml"
         if not saved.is_file():
@@ -41,11 +49,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             )
         cfg = load_saved_config(saved)
         cfg = load_config(base=_as_dict(cfg), overrides=overrides + [f"out_dir={run_dir}"])
+        resume = True
     else:
         cfg = load_config(args.preset, overrides)
         if paths:
             cfg.data.path = paths[0]
-    summary = pretrain(cfg, resume=bool(args.resume))
+        resume = False
+    summary = pretrain(cfg, resume=resume)
     if is_main_process():  # under torchrun only rank 0 prints
         _print_summary(summary)
     return 0
@@ -91,7 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="image folder (or .txt file list) and config overrides",
     )
     p.add_argument("--preset", help=f"one of {', '.join(list_presets())} or a .yaml path")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR | auto",
+        help="continue the run in RUN_DIR (from step 0 if it has no checkpoint yet); 'auto': "
+        "start the run in out_dir=..., or continue it if it is there (same config)",
+    )
     p.set_defaults(func=cmd_pretrain)
 
     e = sub.add_parser("eval", help="evaluate a backbone").add_subparsers(
@@ -126,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         ValueError,
         NonFiniteLossError,
         DistributedError,
+        CheckpointWriteError,
     ) as exc:
         if os.environ.get("DINOLAB_DEBUG"):
             raise

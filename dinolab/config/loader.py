@@ -7,6 +7,7 @@ sentence a user can act on (which key, what was wrong, how to fix it).
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -99,7 +100,11 @@ def to_yaml(cfg: Config) -> str:
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(to_yaml(cfg))
+    """Write `cfg` as YAML atomically (temp file + rename): a kill never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(to_yaml(cfg))
+    os.replace(tmp, path)
 
 
 def load_saved_config(path: str | Path) -> Config:

@@ -19,6 +19,11 @@ from torch import nn
 CHECKPOINT_NAME = "checkpoint.pth"
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (full disk, lost mount, ...); the message says what
+    survived and how to go on."""
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Write `state` to `path` atomically: temp file in the same folder, fsync, rename."""
     path = Path(path)

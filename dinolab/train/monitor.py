@@ -97,3 +97,24 @@ def read_metrics(path: str | Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return rows
+
+
+def trim_metrics(path: str | Path, step: int) -> None:
+    """Drop the rows a run resumed at `step` logs again: training steps from `step` on, other
+    rows (k-NN, logged after the step that ends an epoch) after `step`."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    kept = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # the half-written last line of a killed run
+            continue
+        if row.get("step", 0) < step or (row.get("step") == step and "loss" not in row):
+            kept.append(line)
+    if len(kept) < len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(path)

@@ -12,16 +12,22 @@ import numpy as np
 
 from dinolab.config.loader import save_config
 from dinolab.config.schema import Config
+from dinolab.train.run_checkpoint import has_checkpoint, remove_partial_writes
 from dinolab.train.schedules import build_schedules
-from dinolab.train.trainer import CHECKPOINT, Trainer
+from dinolab.train.trainer import Trainer
 
 log = logging.getLogger("dinolab")
 
 
 def pretrain(cfg: Config, resume: bool = False) -> dict:
-    """Train (or continue) the run in `cfg.out_dir`; returns the run's summary."""
+    """Train (or continue) the run in `cfg.out_dir`; returns the run's summary.
+
+    `resume=True` continues from the run's newest good checkpoint, or starts the run from step
+    0 when it has none (killed before its first save): re-issuing it after a kill is always right.
+    """
     run_dir = Path(cfg.out_dir)
-    if not resume and (run_dir / CHECKPOINT).is_file():
+    started = has_checkpoint(run_dir)
+    if not resume and started:
         raise FileExistsError(
             f"Run directory '{run_dir}' already holds a checkpoint: continue it with "
             f"`dinolab pretrain --resume {run_dir}` or choose another out_dir=..."
@@ -30,7 +36,11 @@ def pretrain(cfg: Config, resume: bool = False) -> dict:
         raise ValueError(
             "No training images given: pass a folder (dinolab pretrain PATH) or set data.path=..."
         )
-    trainer = Trainer(cfg, resume=resume)
+    if resume and not started:
+        log.info("run directory %s has no checkpoint yet: starting the run from step 0", run_dir)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # rows of the attempt that died
+        remove_partial_writes(run_dir)
+    trainer = Trainer(cfg, resume=resume and started)
     summary = trainer.fit()
     if cfg.highres.iterations > 0 and trainer.epoch >= cfg.train.epochs:
         del trainer  # free the low-resolution loader and model before the final phase

@@ -8,7 +8,10 @@ so a resume on the same process count is exact; a different count resumes with f
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -18,6 +21,7 @@ from dinolab import distributed as dist
 from dinolab.config.loader import to_yaml
 from dinolab.train import parallel
 from dinolab.train.checkpoint import (
+    CheckpointWriteError,
     load_checkpoint,
     load_state_dict_strict,
     rng_state,
@@ -25,10 +29,70 @@ from dinolab.train.checkpoint import (
     set_rng_state,
 )
 from dinolab.train.export import TEACHER_FILE, export_backbone
+from dinolab.train.monitor import trim_metrics
 from dinolab.train.sharded_checkpoint import FORMAT, load_sharded, remove_stale, save_sharded
 
 log = logging.getLogger("dinolab")
 CHECKPOINT = "checkpoint.pth"
+_SNAPSHOT = re.compile(r"checkpoint_(\d+)\.pth")
+
+
+def snapshots(run_dir: Path) -> list[Path]:
+    """The numbered snapshots `checkpoint_NNNN.pth` (train.keep_checkpoints), newest first."""
+    found = [(_SNAPSHOT.fullmatch(p.name), p) for p in run_dir.glob("checkpoint_*.pth")]
+    return [p for m, p in sorted(((int(m[1]), p) for m, p in found if m), reverse=True)]
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether `run_dir` holds anything to resume from (checkpoint.pth or a snapshot)."""
+    return (run_dir / CHECKPOINT).is_file() or bool(snapshots(run_dir))
+
+
+def read_newest_good(run_dir: Path) -> tuple[Path, dict]:
+    """checkpoint.pth, or if it is missing or unreadable (a truncated file) the newest snapshot
+    that reads; a warning names both files. No readable one at all is one clear error."""
+    latest = run_dir / CHECKPOINT
+    candidates = ([latest] if latest.is_file() else []) + snapshots(run_dir)
+    if not candidates:
+        raise FileNotFoundError(
+            f"Run directory '{run_dir}' has no {CHECKPOINT} to resume from: start a new "
+            "run or point --resume at a run directory that has one."
+        )
+    unreadable = []
+    for path in candidates:
+        try:
+            state = load_checkpoint(path)
+        except ValueError as e:
+            unreadable.append(path)
+            log.debug("%s", e)
+            continue
+        if path != latest:
+            gone = "is truncated or unreadable" if latest.is_file() else "is missing"
+            also = [f"'{p}'" for p in unreadable if p != latest]
+            more = f" (so is {', '.join(also)})" if also else ""
+            log.warning(
+                "'%s' %s%s: resuming from the snapshot '%s' instead", latest, gone, more, path
+            )
+        return path, state
+    names = ", ".join(p.name for p in candidates)
+    raise ValueError(
+        f"No readable checkpoint in '{run_dir}' ({names}: all truncated or unreadable): "
+        "restore one from a backup, or start the run again in a new out_dir=..."
+    )
+
+
+def _write(path: Path, state: dict) -> None:
+    """`save_checkpoint`, whose OSError names `path` (not the temp file it was writing)."""
+    try:
+        save_checkpoint(path, state)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+
+
+def remove_partial_writes(run_dir: Path) -> None:
+    """Delete temp files that a kill in the middle of an atomic save left behind."""
+    for tmp in run_dir.glob("*.tmp-*"):
+        tmp.unlink(missing_ok=True)
 
 
 class RunCheckpoints:
@@ -52,21 +116,45 @@ class RunCheckpoints:
         return state
 
     def save(self) -> None:
-        """Checkpoint the run (call on every rank: RNG states and FSDP shards are collective)."""
+        """Checkpoint the run (call on every rank: RNG states and FSDP shards are collective).
+
+        A failed write (full disk, ...) leaves the previous checkpoint as it was and stops the
+        run with a `CheckpointWriteError` that says so (saves are atomic: temp file + rename).
+        """
         self.logger.flush()  # raises on a non-finite loss before anything is written
-        with dist.collective_errors("saving a checkpoint"):
+        with dist.collective_errors("saving a checkpoint"), self._write_errors():
             rngs = dist.gather_objects(rng_state())
             if self.sharded:
                 self._save_sharded(rngs)
             elif self.is_main:
                 state = self._state(rngs)
-                save_checkpoint(self.run_dir / CHECKPOINT, state)
+                _write(self.run_dir / CHECKPOINT, state)
                 keep = self.cfg.train.keep_checkpoints
                 if keep > 0 and self.step_in_epoch == 0:
-                    save_checkpoint(self.run_dir / f"checkpoint_{self.epoch:04d}.pth", state)
-                    for old in sorted(self.run_dir.glob("checkpoint_[0-9]*.pth"))[:-keep]:
+                    _write(self.run_dir / f"checkpoint_{self.epoch:04d}.pth", state)
+                    for old in snapshots(self.run_dir)[keep:]:
                         old.unlink()
             dist.barrier()
+
+    @contextlib.contextmanager
+    def _write_errors(self) -> Iterator[None]:
+        """Turn an OSError while writing into one sentence naming the file and the way on."""
+        had_checkpoint = has_checkpoint(self.run_dir)
+        try:
+            yield
+        except CheckpointWriteError:
+            raise
+        except OSError as e:
+            where = e.filename or self.run_dir
+            kept = (
+                "the previous checkpoint is intact"
+                if had_checkpoint
+                else "no checkpoint was written before this one"
+            )
+            raise CheckpointWriteError(
+                f"could not write checkpoint to '{where}': {e.strerror or e}; {kept}; free "
+                f"space and resume with `dinolab pretrain --resume {self.run_dir}`."
+            ) from e
 
     def _save_sharded(self, rngs: list[dict]) -> None:
         """FSDP2: every rank writes its shard, then rank 0 points checkpoint.pth at them."""
@@ -74,12 +162,16 @@ class RunCheckpoints:
         teacher = self._plain_backbone(self.model.teacher.backbone)
         if self.is_main:
             state = {**self._state(rngs), "format": FORMAT, "sharded": name}
-            save_checkpoint(self.run_dir / CHECKPOINT, state)
+            _write(self.run_dir / CHECKPOINT, state)
             remove_stale(self.run_dir, keep=name)
             export_backbone(teacher, self.cfg, self.run_dir / TEACHER_FILE)
 
     def _load(self, path: Path) -> None:
-        state = load_checkpoint(path)
+        """Continue from `path`, or when it is unreadable from the newest good snapshot."""
+        path, state = read_newest_good(path.parent)
+        if self.is_main:
+            remove_partial_writes(path.parent)
+            trim_metrics(path.parent / "metrics.jsonl", state["global_step"])
         saved_batch = state.get("global_batch", self.global_batch)
         if saved_batch != self.global_batch:
             raise ValueError(

@@ -39,7 +39,7 @@ from dinolab.train.optim import (
     cancel_last_layer_gradients,
     clip_gradients,
 )
-from dinolab.train.run_checkpoint import CHECKPOINT, RunCheckpoints
+from dinolab.train.run_checkpoint import CHECKPOINT, RunCheckpoints, has_checkpoint
 from dinolab.train.schedules import build_schedules
 
 log = logging.getLogger("dinolab")
@@ -83,7 +83,7 @@ class Trainer(RunCheckpoints):
         self.batch_size = per_process_batch(cfg, self.world_size)
         self.global_batch = self.batch_size * self.world_size
         torch.manual_seed(t.seed)
-        if resume and not (self.run_dir / CHECKPOINT).is_file():
+        if resume and not has_checkpoint(self.run_dir):
             raise FileNotFoundError(
                 f"Run directory '{self.run_dir}' has no {CHECKPOINT} to resume from: start a new "
                 "run or point --resume at a run directory that has one."
