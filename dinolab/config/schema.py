@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 class ModelConfig:
     """The backbone (the network whose features we keep)."""
 
-    arch: str = "vit_small"  # vit_tiny | vit_small | vit_base | vit_large | vit_giant2 | resnet50
+    # vit_tiny | vit_small | vit_base | vit_large | vit_giant2 | resnet50 | timm:NAME (any timm
+    # model; pip install timm) | torchvision:NAME (ResNet, RegNet, VGG, MobileNet, EfficientNet,
+    # ConvNeXt): see dinolab/models/adapters.py
+    arch: str = "vit_small"
+    cifar_stem: bool = False  # ResNets on 32-64 px images: 3x3/1 first conv, no max-pool
+    # Start student and teacher backbones from these weights (fresh heads): a run directory, a
+    # teacher_backbone.safetensors, a hub name (dinolab.models.hub) or a weights file; null: random.
+    init: str | None = None
     patch_size: int = 16
     img_size: int = 224  # size the position embedding is stored for; other sizes interpolate
     drop_path_rate: float = 0.1
@@ -41,6 +48,7 @@ class HeadConfig:
     nlayers: int = 3
     norm_last_layer: bool = True
     freeze_last_layer_epochs: int = 1
+    use_bn: bool = False  # BatchNorm after each hidden Linear (DINO's ResNet-50 recipe)
 
 
 @dataclass
@@ -94,6 +102,7 @@ class OptimConfig:
     lr_scaling: str = "linear_256"  # linear_256 (base_lr * B / 256) | sqrt_1024 (DINOv2)
     layer_decay: float = 1.0  # layer-wise lr decay (block i of n gets decay ** (n - i))
     patch_embed_lr_mult: float = 1.0  # DINOv2: 0.2
+    backbone_lr_mult: float = 1.0  # lr factor of every backbone parameter (e.g. 0.1 with init)
 
 
 @dataclass
@@ -146,6 +155,7 @@ class TrainConfig:
     dist_timeout_s: int = 1800  # a collective waiting longer means a process died
     compile: bool = False  # torch.compile each backbone block (or the whole ResNet)
     activation_checkpointing: bool = False  # recompute student blocks in backward
+    freeze_backbone_epochs: int = 0  # heads-only warm-up: no backbone updates in epochs < N
 
 
 @dataclass

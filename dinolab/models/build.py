@@ -7,6 +7,7 @@ from collections.abc import Callable
 from torch import nn
 
 from dinolab.config.schema import HeadConfig, ModelConfig
+from dinolab.models.adapters import build_adapter, is_adapter_arch
 from dinolab.models.heads import DINOHead
 from dinolab.models.resnet import ResNetBackbone
 from dinolab.models.vision_transformer import (
@@ -29,12 +30,20 @@ KNOWN_ARCHS = tuple(VIT_FACTORIES) + RESNET_ARCHS
 
 
 def build_backbone(cfg: ModelConfig) -> nn.Module:
-    """A randomly initialised backbone for `cfg.arch` (ViT fields are ignored for ResNets)."""
+    """A randomly initialised backbone for `cfg.arch` (ViT fields are ignored for ResNets and
+    `timm:NAME` / `torchvision:NAME` models; `cifar_stem` is for ResNets only)."""
+    if is_adapter_arch(cfg.arch):
+        return build_adapter(cfg.arch, cifar_stem=cfg.cifar_stem)
     if cfg.arch in RESNET_ARCHS:
-        return ResNetBackbone(cfg.arch)
+        return ResNetBackbone(cfg.arch, cifar_stem=cfg.cifar_stem)
     if cfg.arch not in VIT_FACTORIES:
         raise ValueError(
-            f"model.arch {cfg.arch!r} is unknown; use one of {', '.join(KNOWN_ARCHS)}."
+            f"model.arch {cfg.arch!r} is unknown; use one of {', '.join(KNOWN_ARCHS)}, "
+            "timm:NAME or torchvision:NAME."
+        )
+    if cfg.cifar_stem:
+        raise ValueError(
+            f"model.cifar_stem is for ResNets, not {cfg.arch}; set model.cifar_stem=false."
         )
     sizes = {
         k: v
@@ -69,4 +78,5 @@ def build_head(cfg: HeadConfig, in_dim: int) -> DINOHead:
         bottleneck_dim=cfg.bottleneck_dim,
         nlayers=cfg.nlayers,
         norm_last_layer=cfg.norm_last_layer,
+        use_bn=cfg.use_bn,
     )

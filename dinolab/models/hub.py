@@ -25,6 +25,7 @@ from torch import nn
 
 from dinolab.config.schema import ModelConfig
 from dinolab.models import convert
+from dinolab.models.adapters import is_adapter_arch
 from dinolab.models.build import build_backbone
 from dinolab.models.heads import DINOHead
 from dinolab.models.vision_transformer import VisionTransformer
@@ -318,6 +319,10 @@ def _load_file_state(obj, meta, which, with_head, model_cfg, rule, what) -> nn.M
         if rule is None and "pos_interpolation" in meta:
             r = json.loads(meta["pos_interpolation"])
             rule = (r["offset"], r["antialias"])
+        if is_adapter_arch(model_cfg.arch) and not with_head:  # timm / torchvision: keys as saved
+            backbone = build_model(model_cfg)
+            load_state_dict_strict(backbone, obj, what)
+            return backbone.eval()
     backbone_sd, head_sd = convert.split_training_checkpoint(obj, which)
     if convert.is_resnet(backbone_sd):
         backbone_sd = convert.normalize_resnet(backbone_sd)

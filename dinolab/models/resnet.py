@@ -9,15 +9,34 @@ from torch import nn
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
+def cifar_stem_(net: nn.Module, what: str) -> None:
+    """Swap a ResNet's 7x7/2 conv + max-pool stem for a 3x3/1 conv (CIFAR ResNets), in place.
+
+    For 32-64 px images: the feature stride drops from 32 to 8, so a 32 px crop still leaves
+    a 4x4 map. `net` must have a single `conv1` Conv2d and a `maxpool` (torchvision and timm
+    ResNets, ResNeXts and Wide ResNets).
+    """
+    conv = getattr(net, "conv1", None)
+    if not isinstance(conv, nn.Conv2d) or not hasattr(net, "maxpool"):
+        raise ValueError(
+            f"model.cifar_stem needs a ResNet with a plain conv1 + maxpool stem, which {what} "
+            "does not have; set model.cifar_stem=false."
+        )
+    net.conv1 = nn.Conv2d(conv.in_channels, conv.out_channels, 3, 1, 1, bias=False)
+    nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+    net.maxpool = nn.Identity()
+
+
 class ResNetBackbone(nn.Module):
     """A torchvision ResNet (random init) without its classifier.
 
     The stages are registered under torchvision's own names (`conv1`, `bn1`, `layer1`..),
     so the published DINO ResNet-50 weights load as they are. The last feature map plays
-    the role of the patch tokens (one per 32x32 pixels), its average the CLS token.
+    the role of the patch tokens (one per 32x32 pixels, 8x8 with `cifar_stem`), its average
+    the CLS token.
     """
 
-    def __init__(self, name: str = "resnet50") -> None:
+    def __init__(self, name: str = "resnet50", cifar_stem: bool = False) -> None:
         super().__init__()
         if name not in RESNETS:
             raise ValueError(f"ResNet {name!r} is unknown; use one of {RESNETS}.")
@@ -25,6 +44,9 @@ class ResNetBackbone(nn.Module):
         self.embed_dim = self.num_features = net.fc.in_features
         self.patch_size = 32
         self.num_register_tokens = 0
+        if cifar_stem:
+            cifar_stem_(net, name)
+            self.patch_size = 8
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = (
             net.layer1,
@@ -56,9 +78,16 @@ class ResNetBackbone(nn.Module):
         }
 
     def forward_features_list(
-        self, xs: list[torch.Tensor], masks_list: list[torch.Tensor | None] | None = None
+        self,
+        xs: list[torch.Tensor],
+        masks_list: list[torch.Tensor | None] | None = None,
+        packed: bool = False,
     ) -> list[dict]:
-        """One `forward_features` per resolution group."""
+        """One `forward_features` per resolution group (`packed` is a ViT-only option)."""
+        if packed:
+            raise ValueError(
+                "a ResNet backbone cannot pack sequences; set model.pack_sequences=false."
+            )
         masks_list = masks_list if masks_list is not None else [None] * len(xs)
         return [self.forward_features(x, m) for x, m in zip(xs, masks_list, strict=True)]
 

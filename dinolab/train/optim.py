@@ -3,6 +3,8 @@
 Follows the released DINO code: no weight decay on biases and 1-D parameters (norms,
 LayerScale), lr and wd set from the schedules every iteration, each parameter's gradient
 clipped to `max_norm` on its own, and the head's last layer frozen for the first epoch(s).
+Starting from existing weights (`model.init`), the backbone can be frozen for the first epochs
+while the fresh heads warm up, and trained at a lower lr afterwards (`backbone_lr_mult`).
 """
 
 from __future__ import annotations
@@ -34,16 +36,20 @@ def lr_multiplier(name: str, depth: int, layer_decay: float, patch_embed_lr_mult
 
 
 def param_groups(
-    model: nn.Module, layer_decay: float = 1.0, patch_embed_lr_mult: float = 1.0
+    model: nn.Module,
+    layer_decay: float = 1.0,
+    patch_embed_lr_mult: float = 1.0,
+    backbone_lr_mult: float = 1.0,
 ) -> list[dict]:
     """AdamW groups: regularised weights, and biases / 1-D parameters without decay.
 
-    Frozen parameters (requires_grad False) are left out. With layer-wise lr decay or a
-    patch-embedding lr factor (DINOv2), each of the two groups is split further by
-    `lr_multiplier`, which `apply_schedules` honours (as it does `wd_multiplier`).
+    Frozen parameters (requires_grad False) are left out. With layer-wise lr decay, a
+    patch-embedding lr factor (DINOv2) or a backbone lr factor (parameters under `backbone.`),
+    each of the two groups is split further by `lr_multiplier`, which `apply_schedules`
+    honours (as it does `wd_multiplier`).
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if layer_decay == 1.0 and patch_embed_lr_mult == 1.0:
+    if layer_decay == 1.0 and patch_embed_lr_mult == 1.0 and backbone_lr_mult == 1.0:
         regularized = [p for n, p in named if not _no_decay(n, p)]
         not_regularized = [p for n, p in named if _no_decay(n, p)]
         return [
@@ -56,6 +62,8 @@ def param_groups(
     for name, p in named:
         decay = not _no_decay(name, p)
         mult = lr_multiplier(name, depth, layer_decay, patch_embed_lr_mult)
+        if _in_backbone(name):
+            mult *= backbone_lr_mult
         key = (decay, round(mult, 12))
         if key not in groups:
             tag = "decay" if decay else "no_decay"
@@ -65,6 +73,10 @@ def param_groups(
                 groups[key]["weight_decay"] = 0.0
         groups[key]["params"].append(p)
     return list(groups.values())
+
+
+def _in_backbone(name: str) -> bool:
+    return name.startswith("backbone.") or ".backbone." in name
 
 
 def _no_decay(name: str, p: Tensor) -> bool:
@@ -77,12 +89,14 @@ def build_optimizer(
     betas: Sequence[float] = (0.9, 0.999),
     layer_decay: float = 1.0,
     patch_embed_lr_mult: float = 1.0,
+    backbone_lr_mult: float = 1.0,
 ) -> torch.optim.AdamW:
     """AdamW over `param_groups(model, ...)`; lr and wd start at 0, set by `apply_schedules`.
 
     Uses the fused kernel when every parameter is on CUDA, the multi-tensor one otherwise.
     """
-    groups = [g for g in param_groups(model, layer_decay, patch_embed_lr_mult) if g["params"]]
+    groups = param_groups(model, layer_decay, patch_embed_lr_mult, backbone_lr_mult)
+    groups = [g for g in groups if g["params"]]
     if not groups:
         raise ValueError(
             "The model has no trainable parameters: check that requires_grad is not disabled."
@@ -144,4 +158,28 @@ def cancel_last_layer_gradients(module: nn.Module, epoch: int, freeze_epochs: in
         raise ValueError(
             f"{type(module).__name__} has no 'last_layer' parameters to freeze: pass the DINO "
             "head (or the network containing it), or set head.freeze_last_layer_epochs=0."
+        )
+
+
+def cancel_backbone_gradients(module: nn.Module, epoch: int, freeze_epochs: int) -> None:
+    """Drop the gradients of every backbone parameter while epoch < freeze_epochs.
+
+    Warms fresh heads up on a pretrained backbone (`model.init`) before the backbone moves:
+    new random heads send large, meaningless gradients into it that wreck its features
+    (facebookresearch/dinov2 issue #204). `module` is the student or the meta-architecture
+    (names are matched on "backbone."); with grad None, AdamW leaves the backbone and its
+    moments alone, and the EMA teacher's backbone stays equal to it. BatchNorm running
+    statistics still adapt.
+    """
+    if epoch >= freeze_epochs:
+        return
+    found = False
+    for name, p in module.named_parameters():
+        if _in_backbone(name):
+            p.grad = None
+            found = True
+    if not found:
+        raise ValueError(
+            f"{type(module).__name__} has no 'backbone' parameters to freeze: pass the student "
+            "network, or set train.freeze_backbone_epochs=0."
         )

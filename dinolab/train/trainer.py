@@ -36,6 +36,7 @@ from dinolab.train.monitor import MetricsLogger
 from dinolab.train.optim import (
     apply_schedules,
     build_optimizer,
+    cancel_backbone_gradients,
     cancel_last_layer_gradients,
     clip_gradients,
 )
@@ -102,7 +103,7 @@ class Trainer(RunCheckpoints):
             world_size=self.world_size,
             drop_last=cfg.data.drop_last,
         )
-        self.model = build_meta_arch(cfg).to(self.device)  # DINO, or DINOv2 parts on
+        self.model = build_meta_arch(cfg, init_weights=not resume).to(self.device)  # DINO / DINOv2
         if self.world_size > 1:  # same initial weights everywhere, then distinct drop-path masks
             torch.manual_seed(t.seed + 1_000_003 * dist.get_rank())
         self.runner = parallel.wrap(self.model, cfg, self.device)
@@ -113,6 +114,7 @@ class Trainer(RunCheckpoints):
             betas=tuple(cfg.optim.betas),
             layer_decay=cfg.optim.layer_decay,
             patch_embed_lr_mult=cfg.optim.patch_embed_lr_mult,
+            backbone_lr_mult=cfg.optim.backbone_lr_mult,
         )
         self.iters_per_epoch = self.sampler.batches_per_epoch
         self.schedules = build_schedules(cfg, self.iters_per_epoch, self.global_batch)
@@ -171,6 +173,7 @@ class Trainer(RunCheckpoints):
         cancel_last_layer_gradients(
             self.model.student.head, self.epoch, self.cfg.head.freeze_last_layer_epochs
         )
+        cancel_backbone_gradients(self.model, self.epoch, self.cfg.train.freeze_backbone_epochs)
         self.optimizer.step()
         self.model.update_teacher(momentum)
         if self.world_size > 1:
