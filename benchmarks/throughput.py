@@ -100,7 +100,12 @@ def matmul_peak(dtype: torch.dtype, sizes: tuple[int, ...], repeats: int) -> flo
 
 # ------------------------------------------------------------------------- one config
 def build_trainer(
-    config: str, precision: str, head_hidden: int | None, attn_impl: str, extra: list[str]
+    config: str,
+    precision: str,
+    head_hidden: int | None,
+    attn_impl: str,
+    extra: list[str],
+    device: str = "cpu",
 ):
     """A `Trainer` shell around DINOMetaArch + AdamW + schedules, without dataset or logger."""
     from dinolab.config.loader import load_config
@@ -115,7 +120,7 @@ def build_trainer(
     overrides = list(spec["overrides"]) + [
         f"train.precision={precision}",
         f"model.attn_impl={attn_impl}",
-        "train.device=cpu",
+        f"train.device={device}",
         *extra,
     ]
     if head_hidden:
@@ -124,7 +129,8 @@ def build_trainer(
     torch.manual_seed(0)
     t = Trainer.__new__(Trainer)  # the real _step, without a dataset, run dir or logger
     t.cfg = cfg
-    t.device = torch.device("cpu")
+    t.device = torch.device(device)
+    t.precision = precision  # already resolved: bf16 | fp32
     t.world_size, t.epoch = get_world_size(), 0
     t.model = build_meta_arch(cfg).to(t.device)
     t.runner = parallel.wrap(t.model, cfg, t.device)  # compile / checkpointing as configured
@@ -144,15 +150,36 @@ def build_trainer(
     return t, cfg
 
 
-def synthetic_batch(cfg, generator: torch.Generator) -> dict:
+def synthetic_batch(cfg, generator: torch.Generator, device: str = "cpu") -> dict:
     b, d = cfg.train.batch_size, cfg.data
-    return {
-        "global_crops": torch.randn(2 * b, 3, d.global_size, d.global_size, generator=generator),
-        "local_crops": torch.randn(
-            d.num_local_crops * b, 3, d.local_size, d.local_size, generator=generator
-        ),
-        "num_images": b,
-    }
+    glob = torch.randn(2 * b, 3, d.global_size, d.global_size, generator=generator)
+    loc = torch.randn(d.num_local_crops * b, 3, d.local_size, d.local_size, generator=generator)
+    return {"global_crops": glob.to(device), "local_crops": loc.to(device), "num_images": b}
+
+
+def build_step(
+    config: str,
+    precision: str,
+    overrides: list[str],
+    attn_impl: str = "auto",
+    device: str = "cpu",
+):
+    """One trainer step (`Trainer._step`) on pre-made synthetic crops, as a no-argument callable.
+
+    Calls alternate between two batches; `step.cfg` is the resolved config (batch size,
+    attention kernel, ...). Used by vs_official.py and gpu_check.py.
+    """
+    trainer, cfg = build_trainer(config, precision, None, attn_impl, overrides, device)
+    gen = torch.Generator().manual_seed(0)
+    batches = [synthetic_batch(cfg, gen, device) for _ in range(2)]
+    calls = [0]
+
+    def step() -> None:
+        trainer._step(batches[calls[0] % 2])
+        calls[0] += 1
+
+    step.cfg = cfg
+    return step
 
 
 def step_flops(trainer, batch) -> int:
