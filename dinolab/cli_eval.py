@@ -17,9 +17,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val", required=True, help="labelled image folder to evaluate on")
     p.add_argument("--image-size", type=int, default=0, help="default: the run's eval size")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="auto: bf16 where the hardware has it natively, fp32 elsewhere",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--num-workers", type=int, default=2)
+    p.add_argument(
+        "--num-workers", type=int, default=-1, help="data-loader processes (-1 = from the cores)"
+    )
     p.add_argument("--out", help="where to write results (default: the run directory)")
     p.add_argument("--cache-dir", help="feature cache (default: OUT/feature_cache)")
     p.add_argument("--no-cache", action="store_true", help="extract features again, keep none")
@@ -30,6 +37,7 @@ def _setup(args: argparse.Namespace) -> tuple:
     """(backbone, image_size, out_dir, feature kwargs) shared by every protocol."""
 
     from dinolab.distributed import resolve_device
+    from dinolab.hardware import plan_threads
     from dinolab.train.export import load_run_backbone
 
     backbone, cfg = load_run_backbone(args.run)
@@ -39,7 +47,7 @@ def _setup(args: argparse.Namespace) -> tuple:
     cache = None if args.no_cache else Path(args.cache_dir or out_dir / "feature_cache")
     kwargs = {
         "batch_size": args.batch_size,
-        "num_workers": args.num_workers,
+        "num_workers": plan_threads(0, args.num_workers).num_workers,
         "device": resolve_device(args.device),
         "precision": args.precision,
         "mean": tuple(cfg.data.mean),

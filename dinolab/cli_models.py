@@ -95,7 +95,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--last-n", type=int, default=0, help="also CLS / pooled of the last n blocks")
     x.add_argument("--no-crop", action="store_true", help="resize to a square, no centre crop")
     x.add_argument("--device", default="cpu")
-    x.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    x.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="auto: bf16 where the hardware has it natively, fp32 elsewhere",
+    )
     x.add_argument("--quiet", action="store_true", help="no progress bar")
     x.set_defaults(func=cmd_extract)
 

@@ -104,6 +104,11 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def local_world_size() -> int:
+    """Processes on this machine (they share its cores)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
 def resolve_device(name: str) -> torch.device:
     """`auto` picks CUDA when present; under torchrun each process takes its LOCAL_RANK GPU."""
     if name == "auto":

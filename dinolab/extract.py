@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from dinolab.data import EvalTransform, ImageDataset, build_dataset, collate_labeled
 from dinolab.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from dinolab.hardware import autocast, resolve_precision
 
 log = logging.getLogger("dinolab")
 OUTPUT_SUFFIXES = (".npy", ".npz", ".safetensors")
@@ -95,7 +96,7 @@ def extract(
     crop: bool = True,
     weights: str | Path | None = None,
     device: str | torch.device = "cpu",
-    precision: str = "fp32",
+    precision: str = "auto",
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     num_workers: int = 0,
@@ -112,17 +113,15 @@ def extract(
         from dinolab.hub import load
 
         model = load(model, weights=weights)
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision {precision!r} is unknown; use fp32 or bf16.")
     device = torch.device(device)
+    precision, _ = resolve_precision(precision, device)
     model = model.to(device).eval()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     chunks: dict[str, list[torch.Tensor]] = {}
     paths: list[str] = []
     skipped: list[str] = []
 
     def run(x: torch.Tensor) -> None:
-        with autocast:
+        with autocast(device, precision):
             feats = _features(model, x.to(device), patch_tokens, last_n)
         for k, v in feats.items():
             chunks.setdefault(k, []).append(v.float().cpu())

@@ -99,11 +99,16 @@ def to_yaml(cfg: Config) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
-def save_config(cfg: Config, path: str | Path) -> None:
-    """Write `cfg` as YAML atomically (temp file + rename): a kill never leaves half a file."""
+def save_config(cfg: Config, path: str | Path, notes: list[str] | None = None) -> None:
+    """Write `cfg` as YAML atomically (temp file + rename): a kill never leaves half a file.
+
+    `notes` become comment lines at the top (e.g. what `auto` resolved to on this machine):
+    a record for the reader that leaves the keys, and so a resume elsewhere, unchanged.
+    """
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(to_yaml(cfg))
+    header = "".join(f"# {line}\n" for line in notes or [])
+    tmp.write_text(header + to_yaml(cfg))
     os.replace(tmp, path)
 
 

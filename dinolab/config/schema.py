@@ -28,7 +28,9 @@ class ModelConfig:
     layerscale_init: float | None = None  # e.g. 1e-5 for DINOv2; None disables LayerScale
     ffn: str = "auto"  # auto (the arch's own: swiglu for vit_giant2) | mlp | swiglu
     qkv_bias: bool = True
-    attn_impl: str = "auto"  # auto | sdpa | math ("math" = explicit softmax(q k^T) v)
+    # auto | sdpa | math ("math" = explicit softmax(q k^T) v); auto = math for bf16 on CPU
+    # (measured 2-3x faster there), sdpa otherwise
+    attn_impl: str = "auto"
     drop_path_uniform: bool = False  # DINOv2: one rate in every block (DINO: linear ramp)
     drop_path_impl: str = "mask"  # mask | subset (branch on kept samples only) | auto (>0.1)
     pack_sequences: bool = False  # DINOv2 student: all crops as one block-diagonal sequence
@@ -64,7 +66,7 @@ class DataConfig:
     local_scale: list[float] = field(default_factory=lambda: [0.05, 0.4])
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
-    num_workers: int = 4
+    num_workers: int = -1  # data-loader processes (-1 = auto: one per 4 cores, at least 1)
     cache_decoded: bool = False  # keep decoded images in RAM (small datasets only)
     # True: each epoch drops the last incomplete global batch; False: a smaller last batch,
     # so every image is seen exactly once per epoch across all processes.
@@ -140,7 +142,10 @@ class TrainConfig:
     batch_size: int = 64  # per process
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "bf16"  # bf16 | fp32 (bf16 = autocast; weights stay fp32)
+    # auto: bf16 autocast where the hardware has native bf16 (CUDA, AVX512-BF16 / AMX CPUs),
+    # fp32 elsewhere (dinolab/hardware.py); bf16 | fp32 force it. Weights always stay fp32.
+    precision: str = "auto"
+    threads: int = 0  # torch intra-op threads of each process (0 = auto: the cores it may use)
     max_steps: int = 0  # stop after this many optimizer steps in total (0 = no limit)
     checkpoint_every_epochs: int = 1
     checkpoint_every_steps: int = 0  # also checkpoint mid-epoch every N steps (0 = off)

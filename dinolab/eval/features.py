@@ -21,6 +21,7 @@ from dinolab.data import EvalTransform, LabeledImageFolder, collate_labeled
 from dinolab.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from dinolab.eval.cache import FeatureWriter, backbone_fingerprint, cache_key, files_fingerprint
 from dinolab.eval.cache import load_entry as load_cached
+from dinolab.hardware import autocast, resolve_precision
 
 log = logging.getLogger("dinolab")
 
@@ -116,7 +117,7 @@ def extract_features(
     batch_size: int = 128,
     num_workers: int = 2,
     device: torch.device | str = "cpu",
-    precision: str = "bf16",
+    precision: str = "auto",
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     progress: bool = True,
@@ -132,6 +133,7 @@ def extract_features(
     the returned tensor is then backed by the file. `indices` restricts to a subset.
     """
     device = torch.device(device)
+    precision, _ = resolve_precision(precision, device)  # the cache key holds the resolved one
     transform = EvalTransform(image_size, mean=mean, std=std)
     dataset = labelled_folder(root, transform)
     classes = list(dataset.classes)
@@ -182,7 +184,7 @@ def extract_features(
             if batch["num_images"] == 0:
                 continue
             images = batch["images"].to(device, non_blocking=True)
-            with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
+            with autocast(device, precision):
                 feats = backbone_tokens(backbone, images, n_last_blocks, avgpool)
             writer.append(feats.cpu(), batch["labels"])
         for err in skipped:

@@ -39,6 +39,7 @@ from dinolab.eval.linear_heads import (
     train_on_features,
 )
 from dinolab.eval.results import markdown_table, write_results
+from dinolab.hardware import autocast
 
 log = logging.getLogger("dinolab")
 # DINOv2's sweep (base lrs for a batch of 256; scaled linearly with the batch size).
@@ -65,7 +66,7 @@ def train_on_images(
     epochs: int,
     batch_size: int,
     device: torch.device,
-    precision: str = "bf16",
+    precision: str = "auto",
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     num_workers: int = 2,
@@ -99,10 +100,7 @@ def train_on_images(
                 if batch["num_images"] == 0:
                     continue
                 images = batch["images"].to(device, non_blocking=True)
-                with (
-                    torch.no_grad(),
-                    torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"),
-                ):
+                with torch.no_grad(), autocast(device, precision):
                     rows = backbone_tokens(backbone, images, n_blocks, avgpool)
                 loss = grid.step(rows, batch["labels"].to(device), (step - 1) / steps)
                 bar.set_postfix(loss=f"{loss:.3f}")

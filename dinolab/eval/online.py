@@ -20,6 +20,7 @@ from torchvision import transforms as T
 from dinolab.data import EvalTransform, collate_labeled
 from dinolab.eval.features import backbone_tokens, labelled_folder, same_class_folders
 from dinolab.eval.knn import knn_classify
+from dinolab.hardware import autocast
 
 log = logging.getLogger("dinolab")
 
@@ -35,13 +36,20 @@ def _subset(n: int, limit: int, seed: int = 0) -> list[int]:
 class OnlineKNN:
     """`due(epoch)` says when; `run(teacher, student)` returns {"teacher_k20_top1": ...}."""
 
-    def __init__(self, eval_cfg: Any, data_cfg: Any, device: torch.device | str, precision: str):
+    def __init__(
+        self,
+        eval_cfg: Any,
+        data_cfg: Any,
+        device: torch.device | str,
+        precision: str = "auto",
+        num_workers: int = 0,
+    ):
         self.cfg, self.device, self.precision = eval_cfg, torch.device(device), precision
         self.every = int(getattr(eval_cfg, "every_epochs", 0))
         self.with_student = bool(getattr(eval_cfg, "student", False))
         self.image_size = eval_cfg.image_size or data_cfg.global_size
         self.mean, self.std = list(data_cfg.mean), list(data_cfg.std)
-        self.num_workers = min(int(data_cfg.num_workers), 2)
+        self.num_workers = min(num_workers, 2)
         self.enabled = self.every > 0 and bool(eval_cfg.train and eval_cfg.val)
         self._images: dict[str, tuple[Tensor, Tensor]] = {}
         if self.enabled:  # fail now on a wrong folder, not after hours of training
@@ -88,7 +96,7 @@ class OnlineKNN:
         for s in range(0, len(labels), batch_size):
             x = images[s : s + batch_size].to(self.device, non_blocking=True).float() / 255.0
             x = (x - mean) / std
-            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+            with autocast(self.device, self.precision):
                 for name, m in models.items():
                     feats[name].append(backbone_tokens(m, x))
         return {name: torch.cat(f) for name, f in feats.items()} | {"labels": labels}

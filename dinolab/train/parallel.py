@@ -64,7 +64,7 @@ def compile_blocks(backbone: nn.Module) -> None:
         blk.compile()
 
 
-def wrap(model: nn.Module, cfg: Config, device: torch.device) -> nn.Module:
+def wrap(model: nn.Module, cfg: Config, device: torch.device, precision: str = "fp32") -> nn.Module:
     """Apply the speed options and the data-parallel engine; returns what runs the loss."""
     t = cfg.train
     if t.parallel not in PARALLEL:
@@ -81,7 +81,7 @@ def wrap(model: nn.Module, cfg: Config, device: torch.device) -> nn.Module:
     if not dist.is_dist():
         return LossModule(model)
     if t.parallel == "fsdp":
-        shard(model, cfg, device)
+        shard(model, cfg, device, precision)
         return LossModule(model)
     from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -95,7 +95,7 @@ def wrap(model: nn.Module, cfg: Config, device: torch.device) -> nn.Module:
     return DDP(LossModule(model), device_ids=ids, broadcast_buffers=has_bn, static_graph=True)
 
 
-def shard(model: nn.Module, cfg: Config, device: torch.device) -> None:
+def shard(model: nn.Module, cfg: Config, device: torch.device, precision: str = "fp32") -> None:
     """FSDP2 over blocks, backbone, heads and network, for student and teacher; bf16 if asked.
 
     Backbone and heads are separate FSDP roots (a meta-arch may call the heads or
@@ -113,7 +113,7 @@ def shard(model: nn.Module, cfg: Config, device: torch.device) -> None:
     before = dict(model.named_parameters())
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     mp = MixedPrecisionPolicy()
-    if cfg.train.precision == "bf16":
+    if precision == "bf16":
         mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     # reshard after forward everywhere: the teacher has no backward that would do it
     kw = {"mesh": mesh, "mp_policy": mp, "reshard_after_forward": True}

@@ -67,10 +67,10 @@ def evaluate_run_knn(trainer: Trainer, cfg: Config) -> dict:
         out_dir=cfg.out_dir,
         batch_size=cfg.eval.batch_size,
         device=trainer.device,
-        precision=cfg.train.precision,
+        precision=trainer.precision,
         mean=tuple(cfg.data.mean),
         std=tuple(cfg.data.std),
-        num_workers=min(cfg.data.num_workers, 2),
+        num_workers=min(trainer.threads.num_workers, 2),
         progress=cfg.train.progress,
     )
     top1 = {f"teacher_k{k}_top1": s["top1"] for k, s in result["scores"].items()}

@@ -12,7 +12,6 @@ rank 0 writes logs, progress and config.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -29,6 +28,8 @@ from dinolab.config.schema import Config
 from dinolab.data import EpochSampler, MultiCropAugmentation, build_dataset, collate_multicrop
 from dinolab.data.samplers import EpochBatchSampler
 from dinolab.distributed import resolve_device
+from dinolab.hardware import apply_threads, autocast, plan_threads, probe_cpu, resolve_precision
+from dinolab.models.layers.attention import attention_note
 from dinolab.train import parallel
 from dinolab.train.export import TEACHER_FILE, export_backbone
 from dinolab.train.meta_arch import build_meta_arch
@@ -44,7 +45,7 @@ from dinolab.train.run_checkpoint import CHECKPOINT, RunCheckpoints, has_checkpo
 from dinolab.train.schedules import build_schedules
 
 log = logging.getLogger("dinolab")
-__all__ = ["CHECKPOINT", "Trainer", "autocast", "per_process_batch", "resolve_device"]
+__all__ = ["CHECKPOINT", "Trainer", "per_process_batch", "resolve_device"]
 
 
 def per_process_batch(cfg: Config, world_size: int) -> int:
@@ -60,15 +61,6 @@ def per_process_batch(cfg: Config, world_size: int) -> int:
     return total // world_size
 
 
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast on CPU and GPU; weights, optimizer and loss stay float32."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision != "bf16":
-        raise ValueError(f"train.precision must be 'bf16' or 'fp32', not '{precision}'.")
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
 class Trainer(RunCheckpoints):
     """Owns one pretraining run in `cfg.out_dir`."""
 
@@ -77,6 +69,19 @@ class Trainer(RunCheckpoints):
         t = cfg.train
         self.run_dir = Path(cfg.out_dir)
         self.device = resolve_device(t.device)
+        self.precision, precision_note = resolve_precision(t.precision, self.device)
+        self.threads = plan_threads(
+            t.threads,
+            cfg.data.num_workers,
+            procs_per_machine=dist.local_world_size(),
+            device_type=self.device.type,
+        )
+        apply_threads(self.threads)
+        self.runtime_notes = [
+            precision_note,
+            f"threads: {self.threads.reason}",
+            f"attention: {attention_note(cfg.model.attn_impl, self.device, self.precision)}",
+        ]
         dist.init_from_env(t.dist_backend, t.dist_timeout_s, self.device.type == "cuda")
         self.is_main = dist.is_main_process()
         self.world_size = dist.get_world_size()
@@ -106,7 +111,7 @@ class Trainer(RunCheckpoints):
         self.model = build_meta_arch(cfg, init_weights=not resume).to(self.device)  # DINO / DINOv2
         if self.world_size > 1:  # same initial weights everywhere, then distinct drop-path masks
             torch.manual_seed(t.seed + 1_000_003 * dist.get_rank())
-        self.runner = parallel.wrap(self.model, cfg, self.device)
+        self.runner = parallel.wrap(self.model, cfg, self.device, self.precision)
         self.sharded = parallel.is_sharded(self.model)
         self.channels_last = parallel.uses_channels_last(cfg)
         self.optimizer = build_optimizer(
@@ -125,13 +130,18 @@ class Trainer(RunCheckpoints):
         self.loader = self._loader()
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.run_dir / "config.yaml")
+            notes = [f"resolved on {probe_cpu().model} ({self.device}):", *self.runtime_notes]
+            save_config(cfg, self.run_dir / "config.yaml", notes)
+            for note in self.runtime_notes:
+                log.info(note)
         self.logger = MetricsLogger(self.run_dir, self.is_main, t.tensorboard)
         self.online_knn = None
         if self.is_main and cfg.eval.every_epochs > 0:
             from dinolab.eval.online import OnlineKNN
 
-            self.online_knn = OnlineKNN(cfg.eval, cfg.data, self.device, t.precision)
+            self.online_knn = OnlineKNN(
+                cfg.eval, cfg.data, self.device, self.precision, self.threads.num_workers
+            )
         self.pictures = None
         if self.is_main and cfg.viz.every_epochs > 0:
             from dinolab.viz.in_run import RunPictures
@@ -140,7 +150,7 @@ class Trainer(RunCheckpoints):
         self.final_teacher: nn.Module | None = None  # set by fit() on rank 0
 
     def _loader(self) -> DataLoader:
-        workers = self.cfg.data.num_workers
+        workers = self.threads.num_workers
         return DataLoader(
             self.dataset,
             batch_sampler=EpochBatchSampler(self.sampler),
@@ -162,7 +172,7 @@ class Trainer(RunCheckpoints):
         teacher_temp = float(self.schedules["teacher_temp"][it])
         apply_schedules(self.optimizer, lr, wd)
         batch = {k: self._to_device(v) for k, v in batch.items()}
-        with autocast(self.device, self.cfg.train.precision):
+        with autocast(self.device, self.precision):
             out = self.runner(batch, teacher_temp)
         self.optimizer.zero_grad(set_to_none=True)
         (out["loss"] if weight == 1.0 else out["loss"] * weight).backward()

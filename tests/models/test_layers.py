@@ -10,6 +10,7 @@ from dinolab.models.layers import (
     SwiGLUFFN,
     swiglu_hidden_dim,
 )
+from dinolab.models.layers.attention import attention_note, auto_uses_sdpa
 
 
 def test_drop_path_is_identity_in_eval():
@@ -71,8 +72,21 @@ def test_attention_sdpa_and_math_agree():
     attn.attn_impl = "sdpa"
     out_sdpa = attn(x)
     torch.testing.assert_close(out_math, out_sdpa, atol=1e-5, rtol=1e-5)
-    attn.attn_impl = "auto"  # CPU input -> math
-    torch.testing.assert_close(attn(x), out_math, atol=0, rtol=0)
+    attn.attn_impl = "auto"  # fp32 on CPU -> sdpa
+    torch.testing.assert_close(attn(x), out_sdpa, atol=0, rtol=0)
+    with torch.autocast("cpu", torch.bfloat16):  # bf16 on CPU -> math
+        auto_bf16 = attn(x)
+        attn.attn_impl = "math"
+        torch.testing.assert_close(auto_bf16, attn(x), atol=0, rtol=0)
+
+
+def test_auto_attention_kernel_choice():
+    assert not auto_uses_sdpa("cpu", torch.bfloat16)
+    assert auto_uses_sdpa("cpu", torch.float32)
+    assert auto_uses_sdpa("cuda", torch.bfloat16)
+    assert attention_note("auto", torch.device("cpu"), "fp32") == "auto -> sdpa for fp32 on cpu"
+    assert "math" in attention_note("auto", torch.device("cpu"), "bf16")
+    assert attention_note("math", torch.device("cpu"), "fp32") == "math (set explicitly)"
 
 
 def test_attention_weights_are_row_stochastic():

@@ -47,6 +47,7 @@ def tiny_overrides(data_path, out_dir, **overrides) -> list[str]:
         "train.batch_size": 8,
         "train.epochs": 2,
         "train.precision": "fp32",
+        "train.threads": 1,
         "train.progress": False,
         "train.tensorboard": False,
         "train.log_every_steps": 1,

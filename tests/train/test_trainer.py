@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from dinolab.config.loader import load_saved_config
 from dinolab.train.checkpoint import load_checkpoint
 from dinolab.train.monitor import NonFiniteLossError, read_metrics
 from dinolab.train.pretrain import pretrain
@@ -163,3 +164,23 @@ def test_online_knn_is_logged_every_epoch(tmp_path):
     knn = [r for r in rows if "knn/teacher_k3_top1" in r]
     assert len(knn) == 2  # after epoch 1 and epoch 2
     assert all(0.0 <= r["knn/student_k1_top1"] <= 100.0 for r in knn)
+
+
+def test_precision_auto_is_resolved_logged_and_recorded(image_dir, tmp_path, monkeypatch):
+    from dinolab import hardware
+
+    monkeypatch.setattr(hardware, "_cpu_flags_and_model", lambda: ({"avx2"}, "Test CPU"))
+    monkeypatch.setattr(hardware, "_onednn_bf16", lambda: False)
+    hardware.probe_cpu.cache_clear()
+    try:
+        cfg = tiny_config(image_dir, tmp_path / "run", **{"train.precision": "auto"})
+        trainer = Trainer(cfg)
+    finally:
+        hardware.probe_cpu.cache_clear()
+    assert trainer.precision == "fp32"
+    text = (tmp_path / "run" / "config.yaml").read_text()
+    assert "# precision auto -> fp32: this CPU has no native bf16" in text
+    assert "# threads: " in text and "cores for this process: 1 torch thread," in text
+    assert "# attention: auto -> sdpa for fp32 on cpu" in text
+    assert "precision: auto" in text  # the key keeps the intent: a resume elsewhere re-resolves
+    assert load_saved_config(tmp_path / "run" / "config.yaml").train.precision == "auto"
