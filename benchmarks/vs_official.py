@@ -89,7 +89,8 @@ def dinolab_step(config: str, precision: str, attn_impl: str = "auto", device: s
         f"data.num_local_crops={N_LOCAL}", f"train.batch_size={c['batch']}",
         f"optim.clip_grad={CLIP}",
     ]  # fmt: skip
-    step = build_step(config, precision, overrides, attn_impl=attn_impl, device=device)
+    base = c.get("base", config)  # throughput.py config whose preset the overrides edit
+    step = build_step(base, precision, overrides, attn_impl=attn_impl, device=device)
     return step, f"attn_impl={step.cfg.model.attn_impl}"
 
 
