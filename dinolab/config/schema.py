@@ -147,6 +147,9 @@ class TrainConfig:
     precision: str = "auto"
     threads: int = 0  # torch intra-op threads of each process (0 = auto: the cores it may use)
     max_steps: int = 0  # stop after this many optimizer steps in total (0 = no limit)
+    # e.g. 5min, 2h: stop after this much training time, every schedule fitted to it (the
+    # warm-ups keep their share of train.epochs); "" = train for train.epochs
+    time_budget: str = ""
     checkpoint_every_epochs: int = 1
     checkpoint_every_steps: int = 0  # also checkpoint mid-epoch every N steps (0 = off)
     keep_checkpoints: int = 1  # numbered snapshots kept besides checkpoint.pth (0 = none)

@@ -110,6 +110,8 @@ class RunCheckpoints:
         }
         if len(rngs) > 1:
             state["rng_per_rank"] = rngs
+        if self.budget is not None:
+            state["budget"] = self.budget.plan.state_dict()
         if not self.sharded:
             state["model"] = self.model.state_dict()
             state["optimizer"] = self.optimizer.state_dict()
@@ -188,6 +190,9 @@ class RunCheckpoints:
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.global_step = state["global_step"]
         self.skipped = list(state.get("skipped", []))
+        if self.budget is not None and "budget" in state:
+            self.budget.load_state(state["budget"])
+            self.schedules = self.budget.schedules(self.schedules)
         rngs = state.get("rng_per_rank", [state["rng"]])
         rank = dist.get_rank()
         if len(rngs) == self.world_size:

@@ -31,6 +31,7 @@ from dinolab.distributed import resolve_device
 from dinolab.hardware import apply_threads, autocast, plan_threads, probe_cpu, resolve_precision
 from dinolab.models.layers.attention import attention_note
 from dinolab.train import parallel
+from dinolab.train.budget import RunBudget
 from dinolab.train.export import TEACHER_FILE, export_backbone
 from dinolab.train.meta_arch import build_meta_arch
 from dinolab.train.monitor import MetricsLogger
@@ -123,6 +124,7 @@ class Trainer(RunCheckpoints):
         )
         self.iters_per_epoch = self.sampler.batches_per_epoch
         self.schedules = build_schedules(cfg, self.iters_per_epoch, self.global_batch)
+        self.budget = RunBudget(cfg, self.global_batch) if t.time_budget else None
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.skipped: list[str] = []
         if resume:
@@ -209,7 +211,11 @@ class Trainer(RunCheckpoints):
 
     def _done(self) -> bool:
         max_steps = self.cfg.train.max_steps
-        return self.epoch >= self.cfg.train.epochs or (0 < max_steps <= self.global_step)
+        if 0 < max_steps <= self.global_step:
+            return True
+        if self.budget is not None:
+            return self.budget.done(self.global_step)
+        return self.epoch >= self.cfg.train.epochs
 
     def fit(self) -> dict:
         """Train until `train.epochs` (or `train.max_steps`); returns a summary dict."""
@@ -228,13 +234,15 @@ class Trainer(RunCheckpoints):
             )
         self.model.train()
         t_start = time.perf_counter()
+        if self.budget is not None:
+            self.budget.start()
         while not self._done():
             self.sampler.set_epoch(self.epoch)
             self.sampler.set_start_batch(self.step_in_epoch)
             bar = tqdm(
                 total=self.iters_per_epoch,
                 initial=self.step_in_epoch,
-                desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                desc=f"epoch {self.epoch + 1}" + ("" if self.budget else f"/{cfg.epochs}"),
                 unit="step",
                 disable=not (self.is_main and cfg.progress),
                 dynamic_ncols=True,
@@ -255,6 +263,8 @@ class Trainer(RunCheckpoints):
                     )
                 self.global_step += 1
                 self.step_in_epoch += 1
+                if self.budget is not None and (new := self.budget.tick(self.global_step)):
+                    self.schedules = new
                 bar.update(1)
                 if self.global_step % cfg.log_every_steps == 0:
                     row = self.logger.flush()
@@ -274,6 +284,8 @@ class Trainer(RunCheckpoints):
             if self.step_in_epoch >= self.iters_per_epoch:
                 self.epoch, self.step_in_epoch = self.epoch + 1, 0
                 self._epoch_evals()
+                if self.budget is not None:  # evaluations do not count against the budget
+                    self.budget.start()
                 if self.epoch % cfg.checkpoint_every_epochs == 0 and not self._done():
                     self.save()
         self.save()
