@@ -4,9 +4,9 @@
 
 One row per (config, precision), each measured in its own subprocess so that the peak RSS
 (`resource.getrusage().ru_maxrss`) belongs to that configuration alone. A step is the
-trainer's own `Trainer._step` (schedules applied, autocast `DINOMetaArch.forward_loss`,
-backward, per-parameter clipping, last-layer freeze check, AdamW step, EMA teacher update) on a
-synthetic batch with the collate layout; the trainer is built around it without a dataset.
+trainer's own `TrainStep` (dinolab/train/step.py: schedules applied, autocast
+`DINOMetaArch.forward_loss`, backward, per-parameter clipping, last-layer freeze check, AdamW
+step, EMA teacher update) on a synthetic batch with the collate layout, without a dataset.
 
 FLOPs come from `torch.utils.flop_counter.FlopCounterMode` on one full step (teacher forward,
 student forward, backward; matmuls, convolutions and attention kernels; element-wise work is
@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import resource
 import statistics
@@ -107,14 +106,14 @@ def build_trainer(
     extra: list[str],
     device: str = "cpu",
 ):
-    """A `Trainer` shell around DINOMetaArch + AdamW + schedules, without dataset or logger."""
+    """The trainer's own `TrainStep` at a steady-state step, as `step(batch, share=1.0)`.
+
+    Steady state: after the last-layer freeze and the lr warm-up, so every parameter updates.
+    """
     from dinolab.config.loader import load_config
-    from dinolab.distributed import get_world_size
-    from dinolab.train import parallel
-    from dinolab.train.meta_arch import build_meta_arch
-    from dinolab.train.optim import build_optimizer
+    from dinolab.hardware import resolve_precision
     from dinolab.train.schedules import build_schedules
-    from dinolab.train.trainer import Trainer
+    from dinolab.train.step import TrainStep
 
     spec = CONFIGS[config]
     overrides = list(spec["overrides"]) + [
@@ -127,27 +126,18 @@ def build_trainer(
         overrides.append(f"head.hidden_dim={head_hidden}")
     cfg = load_config(spec["preset"], overrides)
     torch.manual_seed(0)
-    t = Trainer.__new__(Trainer)  # the real _step, without a dataset, run dir or logger
-    t.cfg = cfg
-    t.device = torch.device(device)
-    t.precision = precision  # already resolved: bf16 | fp32
-    t.world_size, t.epoch = get_world_size(), 0
-    t.model = build_meta_arch(cfg).to(t.device)
-    t.runner = parallel.wrap(t.model, cfg, t.device)  # compile / checkpointing as configured
-    t.sharded, t.channels_last = False, parallel.uses_channels_last(cfg)
-    t.optimizer = build_optimizer(
-        t.model.student,
-        betas=tuple(cfg.optim.betas),
-        layer_decay=cfg.optim.layer_decay,
-        patch_embed_lr_mult=cfg.optim.patch_embed_lr_mult,
-    )
+    chosen, _ = resolve_precision(precision, device)
     iters = 1000
-    t.schedules = build_schedules(cfg, iters, cfg.train.batch_size)
-    # Steady state: after the last-layer freeze and the lr warm-up, so every parameter updates.
-    t.epoch = cfg.head.freeze_last_layer_epochs
-    t.global_step = min(int(cfg.optim.warmup_epochs * iters) + 1, len(t.schedules["lr"]) - 1)
-    t.model.train()
-    return t, cfg
+    schedules = build_schedules(cfg, iters, cfg.train.batch_size)
+    train_step = TrainStep(cfg, torch.device(device), chosen, schedules)
+    train_step.model.train()
+    epoch = cfg.head.freeze_last_layer_epochs
+    it = min(int(cfg.optim.warmup_epochs * iters) + 1, len(schedules["lr"]) - 1)
+
+    def step(batch: dict, share: float = 1.0) -> dict:
+        return train_step(batch, it, epoch, share=share)
+
+    return step, cfg
 
 
 def synthetic_batch(cfg, generator: torch.Generator, device: str = "cpu") -> dict:
@@ -164,7 +154,7 @@ def build_step(
     attn_impl: str = "auto",
     device: str = "cpu",
 ):
-    """One trainer step (`Trainer._step`) on pre-made synthetic crops, as a no-argument callable.
+    """One trainer step (`TrainStep`) on pre-made synthetic crops, as a no-argument callable.
 
     Calls alternate between two batches; `step.cfg` is the resolved config (batch size,
     attention kernel, ...). Used by vs_official.py and gpu_check.py.
@@ -175,7 +165,7 @@ def build_step(
     calls = [0]
 
     def step() -> None:
-        trainer._step(batches[calls[0] % 2])
+        trainer(batches[calls[0] % 2])
         calls[0] += 1
 
     step.cfg = cfg
@@ -184,7 +174,7 @@ def build_step(
 
 def step_flops(trainer, batch) -> int:
     with FlopCounterMode(display=False) as counter:
-        trainer._step(batch)
+        trainer(batch)
     return counter.get_total_flops()
 
 
@@ -203,13 +193,13 @@ def run_worker(args: argparse.Namespace) -> dict | None:
     flops = step_flops(trainer, batches[0])
     share = 1.0 / world  # equal per-process batches: each holds 1/world of the global batch
     for i in range(args.warmup):
-        trainer._step(batches[i % 2], share=share)
+        trainer(batches[i % 2], share=share)
     dtype = torch.bfloat16 if args.worker[1] == "bf16" else torch.float32
     step_times, peaks, rss_kib = [], [], None
     for r in range(args.rounds):
         t0 = time.perf_counter()
         for i in range(args.steps):
-            trainer._step(batches[i % 2], share=share)
+            trainer(batches[i % 2], share=share)
         step_times.append((time.perf_counter() - t0) / args.steps)
         if rss_kib is None:  # before any peak matmul buffer: the training step's own peak
             rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -331,9 +321,14 @@ def main(argv: list[str] | None = None) -> None:
             print("RESULT " + json.dumps(row), flush=True)
         return
 
+    from dinolab.hardware import describe
+
+    hw = describe()
     print(
-        f"torch {torch.__version__}, {platform.machine()}, {args.threads} threads, "
-        f"{os.cpu_count()} CPUs; attn_impl={args.attn_impl}",
+        f"CPU {hw['model']} ({platform.machine()}, {hw['cores']} cores, torch capability "
+        f"{hw['capability']}); native bf16: {'yes' if hw['native_bf16'] else 'no'} "
+        f"({hw['bf16_reason']}); torch {torch.__version__}, {args.threads} threads; "
+        f"attn_impl={args.attn_impl}",
         flush=True,
     )
     rows = []

@@ -28,22 +28,14 @@ from dinolab.config.schema import Config
 from dinolab.data import EpochSampler, MultiCropAugmentation, build_dataset, collate_multicrop
 from dinolab.data.samplers import EpochBatchSampler
 from dinolab.distributed import resolve_device
-from dinolab.hardware import apply_threads, autocast, plan_threads, probe_cpu, resolve_precision
+from dinolab.hardware import apply_threads, plan_threads, probe_cpu, resolve_precision
 from dinolab.models.layers.attention import attention_note
-from dinolab.train import parallel
 from dinolab.train.budget import RunBudget
 from dinolab.train.export import TEACHER_FILE, export_backbone
-from dinolab.train.meta_arch import build_meta_arch
 from dinolab.train.monitor import MetricsLogger
-from dinolab.train.optim import (
-    apply_schedules,
-    build_optimizer,
-    cancel_backbone_gradients,
-    cancel_last_layer_gradients,
-    clip_gradients,
-)
 from dinolab.train.run_checkpoint import CHECKPOINT, RunCheckpoints, has_checkpoint
 from dinolab.train.schedules import build_schedules
+from dinolab.train.step import TrainStep
 
 log = logging.getLogger("dinolab")
 __all__ = ["CHECKPOINT", "Trainer", "per_process_batch", "resolve_device"]
@@ -109,19 +101,9 @@ class Trainer(RunCheckpoints):
             world_size=self.world_size,
             drop_last=cfg.data.drop_last,
         )
-        self.model = build_meta_arch(cfg, init_weights=not resume).to(self.device)  # DINO / DINOv2
-        if self.world_size > 1:  # same initial weights everywhere, then distinct drop-path masks
-            torch.manual_seed(t.seed + 1_000_003 * dist.get_rank())
-        self.runner = parallel.wrap(self.model, cfg, self.device, self.precision)
-        self.sharded = parallel.is_sharded(self.model)
-        self.channels_last = parallel.uses_channels_last(cfg)
-        self.optimizer = build_optimizer(
-            self.model.student,
-            betas=tuple(cfg.optim.betas),
-            layer_decay=cfg.optim.layer_decay,
-            patch_embed_lr_mult=cfg.optim.patch_embed_lr_mult,
-            backbone_lr_mult=cfg.optim.backbone_lr_mult,
-        )
+        self.train_step = TrainStep(cfg, self.device, self.precision, init_weights=not resume)
+        self.model, self.optimizer = self.train_step.model, self.train_step.optimizer
+        self.sharded = self.train_step.sharded
         self.iters_per_epoch = self.sampler.batches_per_epoch
         self.schedules = build_schedules(cfg, self.iters_per_epoch, self.global_batch)
         self.budget = RunBudget(cfg, self.global_batch) if t.time_budget else None
@@ -165,49 +147,18 @@ class Trainer(RunCheckpoints):
         )
 
     # ----------------------------------------------------------------- the loop
+    @property
+    def schedules(self) -> dict:
+        """lr, wd, momentum and teacher temperature per step (held by the TrainStep)."""
+        return self.train_step.schedules
+
+    @schedules.setter
+    def schedules(self, value: dict) -> None:
+        self.train_step.schedules = value
+
     def _step(self, batch: dict, weight: float = 1.0, share: float = 1.0) -> dict:
-        """One optimizer step. `weight` = this rank's images x processes / global images (the
-        gradient average then equals the global-batch mean); `share` = its images / global."""
-        it = min(self.global_step, len(self.schedules["lr"]) - 1)
-        lr, wd = float(self.schedules["lr"][it]), float(self.schedules["wd"][it])
-        momentum = float(self.schedules["momentum"][it])
-        teacher_temp = float(self.schedules["teacher_temp"][it])
-        apply_schedules(self.optimizer, lr, wd)
-        batch = {k: self._to_device(v) for k, v in batch.items()}
-        with autocast(self.device, self.precision):
-            out = self.runner(batch, teacher_temp)
-        self.optimizer.zero_grad(set_to_none=True)
-        (out["loss"] if weight == 1.0 else out["loss"] * weight).backward()
-        metrics = {k: v.detach() for k, v in out.items()}
-        if self.cfg.optim.clip_grad > 0:
-            clip = parallel.clip_gradients_sharded if self.sharded else clip_gradients
-            metrics["grad_norm"] = clip(self.model.student, self.cfg.optim.clip_grad)
-        cancel_last_layer_gradients(
-            self.model.student.head, self.epoch, self.cfg.head.freeze_last_layer_epochs
-        )
-        cancel_backbone_gradients(self.model, self.epoch, self.cfg.train.freeze_backbone_epochs)
-        self.optimizer.step()
-        self.model.update_teacher(momentum)
-        if self.world_size > 1:
-            metrics = self._global_mean(metrics, share)
-        metrics.update(lr=lr, wd=wd, momentum=momentum, teacher_temp=teacher_temp, epoch=self.epoch)
-        return metrics
-
-    def _to_device(self, v):
-        if not torch.is_tensor(v):
-            return v
-        if self.channels_last and v.ndim == 4:
-            return v.to(self.device, non_blocking=True, memory_format=torch.channels_last)
-        return v.to(self.device, non_blocking=True)
-
-    def _global_mean(self, metrics: dict, share: float) -> dict:
-        """Image-weighted means over the processes, in one all-reduce and without a host sync."""
-        keys = [k for k, v in metrics.items() if torch.is_tensor(v) and v.numel() == 1]
-        if not keys:
-            return metrics
-        vec = torch.stack([metrics[k].float().reshape(()).to(self.device) for k in keys]) * share
-        dist.all_reduce_sum(vec)
-        return {**metrics, **dict(zip(keys, vec.unbind(), strict=True))}
+        """One optimizer step at the current step and epoch (see `TrainStep.__call__`)."""
+        return self.train_step(batch, self.global_step, self.epoch, weight, share)
 
     def _done(self) -> bool:
         max_steps = self.cfg.train.max_steps
