@@ -31,6 +31,9 @@ class ModelConfig:
     # auto | sdpa | math ("math" = explicit softmax(q k^T) v); auto = math for bf16 on CPU
     # (measured 2-3x faster there), sdpa otherwise
     attn_impl: str = "auto"
+    # fp32 CPU GEMMs of the ViT blocks: auto (= onednn) | torch (PyTorch's BLAS) | onednn
+    # (dinolab/models/layers/linear.py); bf16 autocast and GPUs always use PyTorch's own path
+    linear_kernel: str = "auto"
     drop_path_uniform: bool = False  # DINOv2: one rate in every block (DINO: linear ramp)
     drop_path_impl: str = "mask"  # mask | subset (branch on kept samples only) | auto (>0.1)
     pack_sequences: bool = False  # DINOv2 student: all crops as one block-diagonal sequence

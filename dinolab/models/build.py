@@ -66,6 +66,7 @@ def build_backbone(cfg: ModelConfig) -> nn.Module:
         attn_impl=cfg.attn_impl,
         drop_path_uniform=cfg.drop_path_uniform,
         drop_path_impl=cfg.drop_path_impl,
+        linear_kernel=cfg.linear_kernel,
     )
 
 

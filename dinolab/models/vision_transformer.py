@@ -37,6 +37,7 @@ class VisionTransformer(nn.Module):
         num_register_tokens: int = 0,
         attn_impl: str = "auto",
         drop_path_impl: str = "mask",
+        linear_kernel: str = "auto",
     ) -> None:
         super().__init__()
         if img_size % patch_size:
@@ -73,6 +74,7 @@ class VisionTransformer(nn.Module):
                 r,
                 attn_impl,
                 drop_path_impl,
+                linear_kernel,
             )
             for r in rates
         )

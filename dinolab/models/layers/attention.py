@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dinolab.models.layers.linear import Linear
+
 ATTN_IMPLS = ("auto", "sdpa", "math")
 
 
@@ -35,7 +37,12 @@ class Attention(nn.Module):
     """
 
     def __init__(
-        self, dim: int, num_heads: int = 8, qkv_bias: bool = True, attn_impl: str = "auto"
+        self,
+        dim: int,
+        num_heads: int = 8,
+        qkv_bias: bool = True,
+        attn_impl: str = "auto",
+        linear_kernel: str = "auto",
     ) -> None:
         super().__init__()
         if dim % num_heads:
@@ -46,8 +53,8 @@ class Attention(nn.Module):
         self.head_dim = dim // num_heads
         self.scale = self.head_dim**-0.5
         self.attn_impl = attn_impl
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, dim * 3, bias=qkv_bias, kernel=linear_kernel)
+        self.proj = Linear(dim, dim, kernel=linear_kernel)
 
     def _use_sdpa(self, qkv: torch.Tensor) -> bool:
         if self.attn_impl == "auto":

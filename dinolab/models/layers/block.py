@@ -36,20 +36,21 @@ class Block(nn.Module):
         drop_path: float = 0.0,
         attn_impl: str = "auto",
         drop_path_impl: str = "mask",
+        linear_kernel: str = "auto",
     ) -> None:
         super().__init__()
         if ffn not in FFN_LAYERS:
             raise ValueError(f"ffn {ffn!r} is unknown; use one of {FFN_LAYERS}.")
         use_ls = layerscale_init is not None
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_impl=attn_impl)
+        self.attn = Attention(dim, num_heads, qkv_bias, attn_impl, linear_kernel)
         self.ls1 = LayerScale(dim, layerscale_init) if use_ls else nn.Identity()
         self.drop_path1 = DropPath(drop_path, drop_path_impl) if drop_path > 0.0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         if ffn == "swiglu":
-            self.mlp = SwiGLUFFN(dim, swiglu_hidden_dim(dim, mlp_ratio))
+            self.mlp = SwiGLUFFN(dim, swiglu_hidden_dim(dim, mlp_ratio), kernel=linear_kernel)
         else:
-            self.mlp = Mlp(dim, int(dim * mlp_ratio))
+            self.mlp = Mlp(dim, int(dim * mlp_ratio), kernel=linear_kernel)
         self.ls2 = LayerScale(dim, layerscale_init) if use_ls else nn.Identity()
         self.drop_path2 = DropPath(drop_path, drop_path_impl) if drop_path > 0.0 else nn.Identity()
 

@@ -6,15 +6,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dinolab.models.layers.linear import Linear
+
 
 class Mlp(nn.Module):
     """Linear -> GELU -> Linear (`fc1` / `fc2`, the DINO / DINOv2 / timm key names)."""
 
-    def __init__(self, in_features: int, hidden_features: int, bias: bool = True) -> None:
+    def __init__(
+        self, in_features: int, hidden_features: int, bias: bool = True, kernel: str = "auto"
+    ) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_features, bias=bias)
+        self.fc1 = Linear(in_features, hidden_features, bias=bias, kernel=kernel)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_features, in_features, bias=bias)
+        self.fc2 = Linear(hidden_features, in_features, bias=bias, kernel=kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
@@ -33,10 +37,12 @@ class SwiGLUFFN(nn.Module):
     keeping these names lets the published ViT-g/14 checkpoints load as they are.
     """
 
-    def __init__(self, in_features: int, hidden_features: int, bias: bool = True) -> None:
+    def __init__(
+        self, in_features: int, hidden_features: int, bias: bool = True, kernel: str = "auto"
+    ) -> None:
         super().__init__()
-        self.w12 = nn.Linear(in_features, 2 * hidden_features, bias=bias)
-        self.w3 = nn.Linear(hidden_features, in_features, bias=bias)
+        self.w12 = Linear(in_features, 2 * hidden_features, bias=bias, kernel=kernel)
+        self.w3 = Linear(hidden_features, in_features, bias=bias, kernel=kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2 = self.w12(x).chunk(2, dim=-1)
