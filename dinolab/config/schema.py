@@ -67,6 +67,10 @@ class DataConfig:
     num_local_crops: int = 8
     global_scale: list[float] = field(default_factory=lambda: [0.4, 1.0])
     local_scale: list[float] = field(default_factory=lambda: [0.05, 0.4])
+    # blur probability of global crop 1, global crop 2, local crops (DINO: 1.0, 0.1, 0.5; the
+    # released DINOv2 models: 0.0, 0.9, 0.5) and solarize probability of global crop 2
+    blur_p: list[float] = field(default_factory=lambda: [1.0, 0.1, 0.5])
+    solarize_p: float = 0.2
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     num_workers: int = -1  # data-loader processes (-1 = auto: one per 4 cores, at least 1)

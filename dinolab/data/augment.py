@@ -75,7 +75,10 @@ class MultiCropAugmentation:
     """PIL RGB image -> {"global_crops": [2 x Tensor[3,G,G]], "local_crops": [N x Tensor[3,L,L]]}.
 
     Global 1 is always blurred, global 2 rarely blurred and sometimes solarized (the asymmetry
-    of BYOL/DINO); local crops are small, half blurred, never solarized.
+    of BYOL/DINO); local crops are small, half blurred, never solarized. `blur_p` (global 1,
+    global 2, locals) and `solarize_p` (global 2) change those probabilities: DINOv2's released
+    models saw (0.0, 0.9, 0.5) blur (its wrapper inverts p); tiny images often learn faster with
+    less blur.
     """
 
     def __init__(
@@ -87,7 +90,15 @@ class MultiCropAugmentation:
         local_scale: Sequence[float] = (0.05, 0.4),
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        blur_p: Sequence[float] = (1.0, 0.1, 0.5),
+        solarize_p: float = 0.2,
     ) -> None:
+        if len(blur_p) != 3 or not all(0 <= p <= 1 for p in blur_p):
+            raise ValueError(
+                f"data.blur_p={list(blur_p)} must be 3 probabilities: global 1, global 2, locals"
+            )
+        if not 0 <= solarize_p <= 1:
+            raise ValueError(f"data.solarize_p={solarize_p} must be a probability in [0, 1]")
         for name, scale in (("global_scale", global_scale), ("local_scale", local_scale)):
             if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
                 raise ValueError(f"data.{name}={list(scale)} must be [min, max] in (0, 1]")
@@ -96,10 +107,10 @@ class MultiCropAugmentation:
         self.num_local_crops = num_local_crops
         normalize = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
         g_sigma = _scaled_sigma(global_size, "global")
-        self.global1 = _view(global_size, global_scale, 1.0, g_sigma, 0.0, normalize)
-        self.global2 = _view(global_size, global_scale, 0.1, g_sigma, 0.2, normalize)
+        self.global1 = _view(global_size, global_scale, blur_p[0], g_sigma, 0.0, normalize)
+        self.global2 = _view(global_size, global_scale, blur_p[1], g_sigma, solarize_p, normalize)
         l_sigma = _scaled_sigma(local_size, "local")
-        self.local = _view(local_size, local_scale, 0.5, l_sigma, 0.0, normalize)
+        self.local = _view(local_size, local_scale, blur_p[2], l_sigma, 0.0, normalize)
 
     @classmethod
     def from_config(cls, data: Any) -> MultiCropAugmentation:
@@ -112,6 +123,8 @@ class MultiCropAugmentation:
             local_scale=tuple(data.local_scale),
             mean=tuple(data.mean),
             std=tuple(data.std),
+            blur_p=tuple(data.blur_p),
+            solarize_p=data.solarize_p,
         )
 
     def __call__(self, img: Image.Image) -> dict[str, list[torch.Tensor]]:

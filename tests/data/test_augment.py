@@ -129,3 +129,28 @@ def test_eval_transform_resizes_then_center_crops():
     expected = (torch.tensor([1.0, 0.0, 128 / 255]) - torch.tensor(MEAN)) / torch.tensor(STD)
     assert torch.allclose(out.mean((1, 2)), expected, atol=1e-2)
     assert steps(EvalTransform(224))[T.Resize].size == 256
+
+
+def _blur_and_solarize(view: T.Compose) -> tuple[float, float]:
+    blur = next(t for t in view.transforms if isinstance(t, RandomGaussianBlur))
+    sol = [t for t in view.transforms if isinstance(t, T.RandomSolarize)]
+    return blur.p, (sol[0].p if sol else 0.0)
+
+
+def test_blur_and_solarize_probabilities_per_view_from_config():
+    cfg = DataConfig(global_size=32, local_size=16, blur_p=[0.0, 0.9, 0.25], solarize_p=0.0)
+    aug = MultiCropAugmentation.from_config(cfg)
+    assert _blur_and_solarize(aug.global1) == (0.0, 0.0)
+    assert _blur_and_solarize(aug.global2) == (0.9, 0.0)  # solarize 0: no solarize step
+    assert _blur_and_solarize(aug.local) == (0.25, 0.0)
+    default = MultiCropAugmentation.from_config(DataConfig())  # DINO v1's recipe
+    assert _blur_and_solarize(default.global1) == (1.0, 0.0)
+    assert _blur_and_solarize(default.global2) == (0.1, 0.2)
+    assert _blur_and_solarize(default.local) == (0.5, 0.0)
+
+
+def test_bad_blur_or_solarize_probability_is_one_sentence():
+    with pytest.raises(ValueError, match=r"data.blur_p=\[1.0, 0.1\] must be 3 probabilities"):
+        MultiCropAugmentation(blur_p=(1.0, 0.1))
+    with pytest.raises(ValueError, match="data.solarize_p=1.5 must be a probability"):
+        MultiCropAugmentation(solarize_p=1.5)
