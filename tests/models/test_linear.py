@@ -48,3 +48,15 @@ def test_state_dict_keys_are_nn_linear_keys():
 def test_unknown_kernel_is_one_sentence():
     with pytest.raises(ValueError, match="linear kernel 'blas' is unknown"):
         Linear(3, 2, kernel="blas")
+
+
+def test_flop_counter_counts_the_onednn_kernel():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn(10, 64, requires_grad=True)
+    counts = []
+    for kernel in ("torch", "onednn"):
+        with FlopCounterMode(display=False) as counter:
+            Linear(64, 32, kernel=kernel)(x).sum().backward()
+        counts.append(counter.get_total_flops())
+    assert counts[1] == pytest.approx(counts[0], rel=0.01)  # 3 GEMMs of 2 * 10 * 64 * 32

@@ -33,6 +33,22 @@ def onednn_available() -> bool:
     return True
 
 
+def _register_flops() -> None:
+    """Count the oneDNN op in `torch.utils.flop_counter.FlopCounterMode` (benchmarks' MFU)."""
+    from torch.utils.flop_counter import register_flop_formula
+
+    @register_flop_formula(torch.ops.mkldnn._linear_pointwise)
+    def _flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+        rows = 1
+        for d in x_shape[:-1]:
+            rows *= d
+        return 2 * rows * x_shape[-1] * w_shape[0]
+
+
+if torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+    _register_flops()
+
+
 def _mm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
     """x [M, K] @ w[N, K]^T (+ b) on oneDNN."""
     return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
