@@ -2,14 +2,13 @@
 
 `load(name_or_path, weights=None, pretrained=True)` returns an eval-mode backbone (or backbone
 + DINO head) from a hub name, a weights file (.pth / .pt / .bin / .safetensors in any layout
-of `dinolab.models.convert`), a dinolab run directory or a HuggingFace model directory.
-Files are read with `torch.load(weights_only=True)` or safetensors and loaded strictly.
+of `dinolab.models.convert`, or dinolab's own backbone format) or a HuggingFace model
+directory. Files are read by `dinolab.models.weights` and loaded strictly. Run directories are
+the root facade's (`dinolab.hub.load`), which comes here for everything else.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 from dataclasses import dataclass, replace
@@ -18,18 +17,23 @@ from typing import Any
 from urllib.parse import urlparse
 
 import torch
-import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
 from torch import nn
 
 from dinolab.config.schema import ModelConfig
 from dinolab.models import convert
 from dinolab.models.adapters import is_adapter_arch
-from dinolab.models.build import build_backbone
 from dinolab.models.heads import DINOHead
 from dinolab.models.vision_transformer import VisionTransformer
-from dinolab.train.checkpoint import load_state_dict_strict
+from dinolab.models.weights import (
+    backbone_from_export,
+    build_inference_backbone,
+    export_config,
+    export_rule,
+    is_export,
+    load_state_dict_strict,
+    pos_interpolation,
+    read_weights,
+)
 
 DINO_URL = "https://dl.fbaipublicfiles.com/dino"
 DINOV2_URL = "https://dl.fbaipublicfiles.com/dinov2"
@@ -102,88 +106,9 @@ def list_models() -> list[str]:
     return list(MODELS)
 
 
-class PublishedViT(VisionTransformer):
-    """A ViT that resamples its position embedding exactly like the original repositories.
-
-    - DINO v1 and DINOv2 without registers: bicubic with `scale_factor=(g + 0.1) / M`
-      (the "+0.1" kludge of facebookresearch/dino issue #8), no antialias;
-    - DINOv2 with registers: bicubic with `size=(gh, gw)` and `antialias=True`.
-    The scale factor, not only the output size, enters the bicubic kernel's coordinates, so
-    the two rules give different embeddings at every non-native size.
-    """
-
-    interpolate_offset: float = 0.0
-    interpolate_antialias: bool = False
-
-    @classmethod
-    def adopt(cls, vit: VisionTransformer, offset: float, antialias: bool) -> PublishedViT:
-        """Turn a built VisionTransformer into a PublishedViT in place (same parameters)."""
-        vit.__class__ = cls
-        vit.interpolate_offset, vit.interpolate_antialias = float(offset), bool(antialias)
-        return vit  # type: ignore[return-value]
-
-    def interpolate_pos_encoding(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        pos = self.pos_embed
-        n = pos.shape[1] - 1
-        gh, gw = h // self.patch_size, w // self.patch_size
-        if gh * gw == n and h == w:
-            return pos
-        m = math.isqrt(n)
-        grid = pos[:, 1:].float().reshape(1, m, m, -1).permute(0, 3, 1, 2)
-        if self.interpolate_offset:
-            off = self.interpolate_offset
-            kw: dict[str, Any] = {"scale_factor": (float(gh + off) / m, float(gw + off) / m)}
-        else:
-            kw = {"size": (gh, gw)}
-        grid = F.interpolate(grid, mode="bicubic", antialias=self.interpolate_antialias, **kw)
-        grid = grid.permute(0, 2, 3, 1).reshape(1, gh * gw, -1).to(pos.dtype)
-        return torch.cat((pos[:, :1], grid), dim=1)
-
-
-def pos_interpolation(model: nn.Module) -> dict[str, Any]:
-    """The resampling rule of a backbone: {"offset": float, "antialias": bool}."""
-    return {
-        "offset": float(getattr(model, "interpolate_offset", 0.0)),
-        "antialias": bool(getattr(model, "interpolate_antialias", False)),
-    }
-
-
 def build_model(cfg: ModelConfig, offset: float = 0.0, antialias: bool = False) -> nn.Module:
     """A random-init backbone for `cfg`; ViTs get the given position-embedding rule."""
-    model = build_backbone(replace(cfg, drop_path_rate=0.0))
-    if isinstance(model, VisionTransformer) and (offset or antialias):
-        model = PublishedViT.adopt(model, offset, antialias)
-    return model
-
-
-# ---------------------------------------------------------------- reading files
-
-
-def read_weights(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
-    """(contents, safetensors metadata) of a weights file; never runs code from the file."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"No weights file at '{path}': check the path.")
-    if path.suffix == ".safetensors":
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-            return load_file(str(path)), meta
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ValueError(f"'{path}' is not a readable safetensors file ({exc}).") from None
-    try:
-        # DINO v1 full checkpoints store their argparse.Namespace: plain data, allow it.
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, foreign pickle, text file, disallowed globals
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ValueError(
-            f"'{path}' is not a readable PyTorch checkpoint ({reason}): it may be truncated by "
-            "an interrupted download, or not be a checkpoint at all."
-        ) from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"'{path}' holds a {type(obj).__name__}, not a state dict.")
-    return obj, {}
+    return build_inference_backbone(cfg, offset, antialias)
 
 
 # ---------------------------------------------------------------- downloads
@@ -319,6 +244,8 @@ def _load_file_state(obj, meta, which, with_head, model_cfg, rule, what) -> nn.M
         if rule is None and "pos_interpolation" in meta:
             r = json.loads(meta["pos_interpolation"])
             rule = (r["offset"], r["antialias"])
+        elif rule is None:  # a dinolab-trained backbone: the ViT's own rule (size=, no offset)
+            rule = (0.0, False)
         if is_adapter_arch(model_cfg.arch) and not with_head:  # timm / torchvision: keys as saved
             backbone = build_model(model_cfg)
             load_state_dict_strict(backbone, obj, what)
