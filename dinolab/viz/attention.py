@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dinolab.hardware import autocast
 from dinolab.viz.images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -74,6 +75,7 @@ def attention_maps(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     device: str | torch.device = "cpu",
+    precision: str = "fp32",
 ) -> list[dict]:
     """Per image: {"name", "rgb" uint8 [H, W, 3], "grid" [heads, h, w] patch maps,
     "heads" [heads, H, W] and "mean" [H, W] upsampled to the image, "block" (for titles)}.
@@ -85,7 +87,8 @@ def attention_maps(
     out = []
     for path in image_paths(images):
         img = load_image(path, vit.patch_size, size, mean, std)
-        maps = cls_attention(vit, img["pixels"].to(device), block)
+        with autocast(device, precision):  # the forward only: the maps are float32
+            maps = cls_attention(vit, img["pixels"].to(device), block)
         grid = maps["heads"][0].cpu()
         hw = img["rgb"].shape[:2]
         out.append(

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dinolab.hardware import autocast
 from dinolab.viz.images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -54,6 +55,7 @@ def match_images(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     device: str | torch.device = "cpu",
+    precision: str = "fp32",
 ) -> dict:
     """Mutual-NN patch pairs of two image files.
 
@@ -62,7 +64,8 @@ def match_images(
     """
     vit = as_vit(model).to(device)
     imgs = [load_image(p, vit.patch_size, size, mean, std) for p in (image_a, image_b)]
-    feats = [patch_features(vit, img["pixels"].to(device), block) for img in imgs]
+    with autocast(device, precision):  # the forward only: matching runs in float32
+        feats = [patch_features(vit, img["pixels"].to(device), block) for img in imgs]
     keep = [torch.ones(f.shape[:2], dtype=torch.bool) for f in feats]
     if foreground:
         keep = pca_rgb(feats)["foreground"]

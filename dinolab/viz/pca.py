@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dinolab.hardware import autocast
 from dinolab.viz.images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -119,11 +120,13 @@ def pca_maps(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     device: str | torch.device = "cpu",
+    precision: str = "fp32",
 ) -> dict:
     """`pca_rgb` of the patch features of image files, plus their "names" and "images"."""
     vit = as_vit(model).to(device)
     loaded = [load_image(p, vit.patch_size, size, mean, std) for p in image_paths(images)]
-    feats = [patch_features(vit, img["pixels"].to(device), block) for img in loaded]
+    with autocast(device, precision):  # the forward only: the PCA runs in float32
+        feats = [patch_features(vit, img["pixels"].to(device), block) for img in loaded]
     out = pca_rgb(feats, threshold, per_image)
     out["names"] = [img["name"] for img in loaded]
     out["images"] = [img["rgb"] for img in loaded]

@@ -16,6 +16,7 @@ from PIL import Image
 from torch import nn
 
 from dinolab.data.datasets import decode_image
+from dinolab.hardware import autocast
 from dinolab.viz.attention import cls_attention
 from dinolab.viz.images import (
     IMAGENET_MEAN,
@@ -61,6 +62,7 @@ def attention_video(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     device: str | torch.device = "cpu",
+    precision: str = "fp32",
 ) -> dict:
     """Write `out` (.gif or .mp4) from the frames (a folder, sorted by name, or a list).
 
@@ -81,7 +83,8 @@ def attention_video(
     video = []
     for path in paths:
         rgb = np.asarray(decode_image(str(path)).resize((w, h), Image.BICUBIC))
-        maps = cls_attention(vit, normalize(rgb, mean, std).to(device), block)
+        with autocast(device, precision):  # the forward only: the maps are float32
+            maps = cls_attention(vit, normalize(rgb, mean, std).to(device), block)
         grid = maps["mean"][0] if head is None else maps["heads"][0, head]
         heat = upsample(grid.cpu(), rgb.shape[:2]).numpy()
         video.append(np.concatenate([rgb, heat_overlay(rgb, heat)], axis=1))
