@@ -30,10 +30,19 @@ from dinolab.data.samplers import EpochBatchSampler
 from dinolab.distributed import resolve_device
 from dinolab.hardware import apply_threads, plan_threads, probe_cpu, resolve_precision
 from dinolab.models.layers.attention import attention_note
+from dinolab.run_dir import (
+    CHECKPOINT,
+    CONFIG,
+    CURVES,
+    METRICS,
+    SUMMARY,
+    TEACHER_FILE,
+    export_teacher,
+    has_checkpoint,
+)
 from dinolab.train.budget import RunBudget
-from dinolab.train.export import TEACHER_FILE, export_backbone
 from dinolab.train.monitor import MetricsLogger
-from dinolab.train.run_checkpoint import CHECKPOINT, RunCheckpoints, has_checkpoint
+from dinolab.train.run_checkpoint import RunCheckpoints
 from dinolab.train.schedules import build_schedules
 from dinolab.train.step import TrainStep
 
@@ -115,7 +124,7 @@ class Trainer(RunCheckpoints):
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             notes = [f"resolved on {probe_cpu().model} ({self.device}):", *self.runtime_notes]
-            save_config(cfg, self.run_dir / "config.yaml", notes)
+            save_config(cfg, self.run_dir / CONFIG, notes)
             for note in self.runtime_notes:
                 log.info(note)
         self.logger = MetricsLogger(self.run_dir, self.is_main, t.tensorboard)
@@ -257,8 +266,6 @@ class Trainer(RunCheckpoints):
         if self.online_knn is not None and self.online_knn.due(self.epoch):
             self.logger.flush()
             scores = self.online_knn.run(teacher, student)
-            if self.budget is not None:  # x-axis of accuracy vs time: training time, no evals
-                scores["train_minutes"] = round(self.budget.plan.used_s / 60, 3)
             self.logger.log_scalars(self.global_step, scores, prefix="knn")
             best = {k: v for k, v in scores.items() if k.endswith("_top1")}
             log.info("epoch %d online k-NN: %s", self.epoch, best)
@@ -279,23 +286,19 @@ class Trainer(RunCheckpoints):
             "train_seconds_this_session": round(elapsed, 1),
             "skipped_images": len(self.skipped),
         }
-        if self.budget is not None:  # training time used of the budget, all sessions
-            summary["train_minutes"] = round(self.budget.plan.used_s / 60, 3)
         self.final_teacher = self._plain_backbone(self.model.teacher.backbone)
         if self.is_main:
             self.logger.close()
             teacher_file = self.run_dir / TEACHER_FILE
             if not self.sharded:  # a sharded save() has just exported these same weights
-                export_backbone(self.final_teacher, self.cfg, teacher_file)
+                export_teacher(self.final_teacher, self.cfg, self.run_dir)
             summary["teacher_backbone"] = str(teacher_file)
             from dinolab.viz.curves import plot_training_curves
 
-            metrics = self.run_dir / "metrics.jsonl"
+            metrics = self.run_dir / METRICS
             if metrics.is_file() and metrics.stat().st_size > 0:
                 summary["curves"] = str(
-                    plot_training_curves(
-                        metrics, self.run_dir / "curves.png", self.cfg.head.out_dim
-                    )
+                    plot_training_curves(metrics, self.run_dir / CURVES, self.cfg.head.out_dim)
                 )
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            (self.run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
         return summary
