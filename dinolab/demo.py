@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from dinolab.cli import main as cli_main
+from dinolab.run_dir import SUMMARY
 
 DATA = Path(__file__).resolve().parents[1] / "dinolab_data" / "clothing-64"
 K = 20
@@ -47,10 +48,10 @@ def run_dir_of(args: list[str]) -> Path:
 def baseline_table(run_dir: Path) -> str:
     """Markdown: the teacher beside raw pixels and random init, k-NN and linear, same split."""
     from dinolab.eval.baselines import compare_with_baselines
-    from dinolab.train.export import load_run_backbone
+    from dinolab.run_dir import load_run_backbone
 
     teacher, cfg = load_run_backbone(run_dir)
-    epochs = json.loads((run_dir / "summary.json").read_text())["epochs"]
+    epochs = json.loads((run_dir / SUMMARY).read_text())["epochs"]
     rows = compare_with_baselines(
         cfg, teacher, DATA / "train", DATA / "validation", K, progress=False
     )
@@ -69,7 +70,7 @@ def baseline_table(run_dir: Path) -> str:
 def attention_picture(run_dir: Path, n: int = 4) -> Path | None:
     """CLS attention of the teacher on the first validation photo of `n` classes (ViTs only)."""
     from dinolab.models.vision_transformer import VisionTransformer
-    from dinolab.train.export import load_run_backbone
+    from dinolab.run_dir import load_run_backbone
     from dinolab.viz.attention import attention_maps, plot_attention
 
     teacher, cfg = load_run_backbone(run_dir)

@@ -6,7 +6,6 @@ its own module (`dinolab.exporters.timm`, `.hf`, `.onnx`) and returns the writte
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,8 @@ from torch import nn
 
 from dinolab.config.schema import ModelConfig
 from dinolab.models import convert
-from dinolab.models.hub import pos_interpolation
 from dinolab.models.resnet import ResNetBackbone
+from dinolab.models.weights import save_backbone
 
 FORMATS = ("safetensors", "timm", "hf", "onnx")
 
@@ -29,19 +28,12 @@ def model_config_of(model: nn.Module) -> ModelConfig:
 
 
 def export_safetensors(model: nn.Module, out: str | Path) -> Path:
-    """dinolab's backbone format (`dinolab.train.export`), plus the position-embedding rule.
-
-    The file is what `export_backbone` writes (same tensors, same `format` and `model`
-    metadata, so `load_backbone` reads it) with one more metadata entry,
-    `pos_interpolation`, that `dinolab.hub.load` uses to keep the published models' rule.
-    """
-    from dinolab.train.export import export_backbone
-
+    """dinolab's backbone format (`dinolab.models.weights`): tensors, the ModelConfig and the
+    position-embedding rule, which `dinolab.hub.load` and `load_backbone` both honour."""
     model = getattr(model, "backbone", model)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    rule = {"pos_interpolation": json.dumps(pos_interpolation(model))}
-    return export_backbone(model, model_config_of(model), out, extra_metadata=rule)
+    return save_backbone(model, model_config_of(model), out)
 
 
 def export(model: nn.Module, to: str, out: str | Path, **kwargs: Any) -> Path:

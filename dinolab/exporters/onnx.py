@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from dinolab.extract import check_image_size
-from dinolab.models.hub import pos_interpolation
+from dinolab.models.weights import pos_interpolation
 
 log = logging.getLogger("dinolab")
 

@@ -5,7 +5,7 @@ The file is safetensors; its metadata `timm_model` / `timm_kwargs` say how to cr
 timm model. timm resamples position embeddings with `size=` and antialias, which is the
 rule of DINOv2 register models; DINO v1 and DINOv2 without registers use a "+0.1" scale
 factor in their original code, so at non-native input sizes their timm outputs differ
-slightly (see `dinolab.models.hub.PublishedViT`).
+slightly (see `dinolab.models.vision_transformer.VisionTransformer`).
 """
 
 from __future__ import annotations

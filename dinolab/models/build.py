@@ -29,9 +29,14 @@ RESNET_ARCHS = ("resnet50",)
 KNOWN_ARCHS = tuple(VIT_FACTORIES) + RESNET_ARCHS
 
 
-def build_backbone(cfg: ModelConfig) -> nn.Module:
+def build_backbone(
+    cfg: ModelConfig, interpolate_offset: float = 0.0, interpolate_antialias: bool = False
+) -> nn.Module:
     """A randomly initialised backbone for `cfg.arch` (ViT fields are ignored for ResNets and
-    `timm:NAME` / `torchvision:NAME` models; `cifar_stem` is for ResNets only)."""
+    `timm:NAME` / `torchvision:NAME` models; `cifar_stem` is for ResNets only).
+
+    `interpolate_offset` / `interpolate_antialias`: the ViT's position-embedding rule (see
+    `VisionTransformer`); the defaults are the rule dinolab trains with."""
     if is_adapter_arch(cfg.arch):
         return build_adapter(cfg.arch, cifar_stem=cfg.cifar_stem)
     if cfg.arch in RESNET_ARCHS:
@@ -67,6 +72,8 @@ def build_backbone(cfg: ModelConfig) -> nn.Module:
         drop_path_uniform=cfg.drop_path_uniform,
         drop_path_impl=cfg.drop_path_impl,
         linear_kernel=cfg.linear_kernel,
+        interpolate_offset=interpolate_offset,
+        interpolate_antialias=interpolate_antialias,
     )
 
 

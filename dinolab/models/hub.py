@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -185,11 +185,11 @@ def load(
 ) -> nn.Module:
     """An eval-mode backbone (or `BackboneWithHead` with `with_head`).
 
-    `name` is a hub name (see `list_models()`), a weights file, a dinolab run directory or a
-    HuggingFace model directory. For hub names, `weights` is a local path or URL overriding
-    the published file; `pretrained=False` gives random weights. `which` picks the teacher or
-    the student of a full training checkpoint (DINO v1 names fetch the full checkpoint
-    when the student or the head is asked for).
+    `name` is a hub name (see `list_models()`), a weights file or a HuggingFace model
+    directory (`dinolab.hub.load` also takes dinolab run directories). For hub names,
+    `weights` is a local path or URL overriding the published file; `pretrained=False` gives
+    random weights. `which` picks the teacher or the student of a full training checkpoint
+    (DINO v1 names fetch the full checkpoint when the student or the head is asked for).
     """
     if str(name) in MODELS:
         entry = MODELS[str(name)]
@@ -217,11 +217,6 @@ def _load_dir(path: Path) -> nn.Module:
     if (path / "config.json").is_file():
         sd, _ = read_weights(path / "model.safetensors")
         return _load_file_state(sd, {}, "teacher", False, None, None, f"the model of '{path}'")
-    if (path / "config.yaml").is_file():
-        from dinolab.train.export import load_run_backbone
-
-        backbone, _ = load_run_backbone(path)
-        return backbone.eval()
     raise FileNotFoundError(
         f"'{path}' is neither a dinolab run directory (config.yaml) nor a HuggingFace model "
         "directory (config.json + model.safetensors)."
@@ -237,15 +232,11 @@ def _load_file(path, which, with_head, model_cfg, rule, what) -> nn.Module:
 
 
 def _load_file_state(obj, meta, which, with_head, model_cfg, rule, what) -> nn.Module:
-    from dinolab.train.export import FORMAT
-
-    if meta.get("format") == FORMAT:  # our own export: config and rule in the metadata
-        model_cfg = model_cfg or ModelConfig(**json.loads(meta["model"]))
-        if rule is None and "pos_interpolation" in meta:
-            r = json.loads(meta["pos_interpolation"])
-            rule = (r["offset"], r["antialias"])
-        elif rule is None:  # a dinolab-trained backbone: the ViT's own rule (size=, no offset)
-            rule = (0.0, False)
+    if is_export(meta):  # our own format: config and rule in the metadata
+        if model_cfg is None and not with_head:  # the run's loader's path (`load_run_backbone`)
+            return backbone_from_export(obj, meta, what)
+        model_cfg = model_cfg or export_config(meta)
+        rule = rule or export_rule(meta)
         if is_adapter_arch(model_cfg.arch) and not with_head:  # timm / torchvision: keys as saved
             backbone = build_model(model_cfg)
             load_state_dict_strict(backbone, obj, what)

@@ -18,7 +18,16 @@ from dinolab.models.layers import Block, PatchEmbed
 
 
 class VisionTransformer(nn.Module):
-    """ViT backbone returning named outputs; any input size that the patch size divides."""
+    """ViT backbone returning named outputs; any input size that the patch size divides.
+
+    The position embedding is resampled bicubically at other sizes, by the rule of
+    `interpolate_offset` and `interpolate_antialias` (as in facebookresearch/dinov2):
+    - offset 0 (dinolab's training rule; DINOv2 with registers, with antialias): `size=(gh, gw)`;
+    - offset 0.1 (DINO v1 and DINOv2 without registers): `scale_factor=(g + 0.1) / M`, the
+      "+0.1" kludge of facebookresearch/dino issue #8.
+    The scale factor, not only the output size, enters the bicubic kernel's coordinates, so
+    the rules give different embeddings at every non-native size.
+    """
 
     def __init__(
         self,
@@ -38,6 +47,8 @@ class VisionTransformer(nn.Module):
         attn_impl: str = "auto",
         drop_path_impl: str = "mask",
         linear_kernel: str = "auto",
+        interpolate_offset: float = 0.0,
+        interpolate_antialias: bool = False,
     ) -> None:
         super().__init__()
         if img_size % patch_size:
@@ -50,6 +61,8 @@ class VisionTransformer(nn.Module):
         self.num_heads = num_heads
         self.num_register_tokens = num_register_tokens
         self.n_blocks = depth
+        self.interpolate_offset = float(interpolate_offset)
+        self.interpolate_antialias = bool(interpolate_antialias)
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
         num_patches = (img_size // patch_size) ** 2
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -98,18 +111,27 @@ class VisionTransformer(nn.Module):
     def interpolate_pos_encoding(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """Position embedding [1, 1 + (h/P)(w/P), D] for an h x w (pixels) input image.
 
-        The stored grid is resized bicubically; at the native size it is returned as is.
-        `x` (the tokens) is passed so that subclasses (published model families) can
-        override the resampling rule without changing the callers.
+        The stored grid is resized bicubically by this model's rule (see the class); at the
+        native size it is returned as is. `x` (the tokens) is unused: DINOv2's signature.
         """
         pos = self.pos_embed
         gh, gw = h // self.patch_size, w // self.patch_size
         side = math.isqrt(pos.shape[1] - 1)
-        if gh == side and gw == side:
+        published = bool(self.interpolate_offset or self.interpolate_antialias)
+        # The published rules, like dinov2's code, also resample a native grid of a non-square
+        # image (h != w in pixels, e.g. a remainder the patch embedding drops).
+        if gh == side and gw == side and (h == w or not published):
             return pos
         dim = pos.shape[-1]
         grid = pos[:, 1:].float().reshape(1, side, side, dim).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid, size=(gh, gw), mode="bicubic", align_corners=False)
+        if self.interpolate_offset:
+            off = self.interpolate_offset
+            kw: dict[str, Any] = {"scale_factor": ((gh + off) / side, (gw + off) / side)}
+        else:
+            kw = {"size": (gh, gw)}
+        grid = F.interpolate(
+            grid, mode="bicubic", align_corners=False, antialias=self.interpolate_antialias, **kw
+        )
         grid = grid.permute(0, 2, 3, 1).reshape(1, gh * gw, dim).to(pos.dtype)
         return torch.cat((pos[:, :1], grid), dim=1)
 

@@ -13,6 +13,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from dinolab.run_dir import METRICS, TENSORBOARD, read_metrics, trim_metrics
+
+__all__ = ["MetricsLogger", "NonFiniteLossError", "read_metrics", "trim_metrics"]
+
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite: the run stops and keeps its last good checkpoint."""
@@ -23,14 +27,14 @@ class MetricsLogger:
 
     def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True):
         self.enabled = enabled
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path = Path(run_dir) / METRICS
         self._pending: list[tuple[int, dict]] = []
         self._tb = None
         if enabled and tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+                self._tb = SummaryWriter(log_dir=str(Path(run_dir) / TENSORBOARD))
             except ImportError:  # tensorboard is optional at run time
                 self._tb = None
 
@@ -86,35 +90,3 @@ class MetricsLogger:
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
-
-
-def read_metrics(path: str | Path) -> list[dict]:
-    """All rows of a metrics.jsonl file (a half-written last line is ignored)."""
-    rows = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
-def trim_metrics(path: str | Path, step: int) -> None:
-    """Drop the rows a run resumed at `step` logs again: training steps from `step` on, other
-    rows (k-NN, logged after the step that ends an epoch) after `step`."""
-    path = Path(path)
-    if not path.is_file():
-        return
-    lines = path.read_text().splitlines()
-    kept = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # the half-written last line of a killed run
-            continue
-        if row.get("step", 0) < step or (row.get("step") == step and "loss" not in row):
-            kept.append(line)
-    if len(kept) < len(lines):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        tmp.replace(path)

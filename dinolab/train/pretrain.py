@@ -12,7 +12,8 @@ import numpy as np
 
 from dinolab.config.loader import save_config
 from dinolab.config.schema import Config
-from dinolab.train.run_checkpoint import has_checkpoint, remove_partial_writes
+from dinolab.run_dir import CONFIG, CURVES, METRICS, SUMMARY, has_checkpoint
+from dinolab.train.run_checkpoint import remove_partial_writes
 from dinolab.train.schedules import build_schedules
 from dinolab.train.trainer import Trainer
 
@@ -43,7 +44,7 @@ def pretrain(cfg: Config, resume: bool = False) -> dict:
         )
     if resume and not started:
         log.info("run directory %s has no checkpoint yet: starting the run from step 0", run_dir)
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # rows of the attempt that died
+        (run_dir / METRICS).unlink(missing_ok=True)  # rows of the attempt that died
         remove_partial_writes(run_dir)
     trainer = Trainer(cfg, resume=resume and started)
     summary = trainer.fit()
@@ -53,7 +54,7 @@ def pretrain(cfg: Config, resume: bool = False) -> dict:
         summary = trainer.fit()
     if cfg.eval.train and cfg.eval.val and trainer.is_main:
         summary["knn"] = evaluate_run_knn(trainer, cfg)
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -81,9 +82,7 @@ def evaluate_run_knn(trainer: Trainer, cfg: Config) -> dict:
     top1 = {f"teacher_k{k}_top1": s["top1"] for k, s in result["scores"].items()}
     trainer.logger.enabled = True
     trainer.logger.log_scalars(trainer.global_step, top1, prefix="knn")
-    plot_training_curves(
-        trainer.run_dir / "metrics.jsonl", trainer.run_dir / "curves.png", cfg.head.out_dim
-    )
+    plot_training_curves(trainer.run_dir / METRICS, trainer.run_dir / CURVES, cfg.head.out_dim)
     return result
 
 
@@ -120,7 +119,7 @@ def highres_trainer(cfg: Config) -> Trainer:
     trainer.cfg = hr
     trainer.schedules = highres_schedules(cfg, ipe, trainer.global_batch)
     if trainer.is_main:
-        save_config(cfg, trainer.run_dir / "config.yaml")
+        save_config(cfg, trainer.run_dir / CONFIG)
     log.info(
         "high-resolution phase: %d steps at %d px", cfg.highres.iterations, hr.data.global_size
     )

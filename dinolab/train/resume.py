@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from dinolab.config.loader import ConfigError, load_saved_config
 from dinolab.config.schema import Config
-from dinolab.train.run_checkpoint import has_checkpoint
+from dinolab.run_dir import CONFIG, has_checkpoint
 
 log = logging.getLogger("dinolab")
 
@@ -58,7 +58,7 @@ def check_same_run(saved: Config, given: Config, run_dir: Path) -> None:
 def should_resume(cfg: Config) -> bool:
     """For `--resume auto`: whether `cfg.out_dir` holds this run already (checked) or not."""
     run_dir = Path(cfg.out_dir)
-    saved = run_dir / "config.yaml"
+    saved = run_dir / CONFIG
     if saved.is_file():
         check_same_run(load_saved_config(saved), cfg, run_dir)
         return True

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,33 +18,25 @@ from torch import nn
 
 from dinolab import distributed as dist
 from dinolab.config.loader import to_yaml
-from dinolab.train import parallel
-from dinolab.train.checkpoint import (
+from dinolab.models.weights import load_state_dict_strict
+from dinolab.run_dir import (
+    CHECKPOINT,
+    METRICS,
     CheckpointWriteError,
+    export_teacher,
+    has_checkpoint,
     load_checkpoint,
-    load_state_dict_strict,
-    rng_state,
     save_checkpoint,
-    set_rng_state,
+    snapshot_name,
+    snapshots,
+    trim_metrics,
 )
-from dinolab.train.export import TEACHER_FILE, export_backbone
-from dinolab.train.monitor import trim_metrics
+from dinolab.train import parallel
+from dinolab.train.checkpoint import rng_state, set_rng_state
 from dinolab.train.sharded_checkpoint import FORMAT, load_sharded, remove_stale, save_sharded
 
 log = logging.getLogger("dinolab")
-CHECKPOINT = "checkpoint.pth"
-_SNAPSHOT = re.compile(r"checkpoint_(\d+)\.pth")
-
-
-def snapshots(run_dir: Path) -> list[Path]:
-    """The numbered snapshots `checkpoint_NNNN.pth` (train.keep_checkpoints), newest first."""
-    found = [(_SNAPSHOT.fullmatch(p.name), p) for p in run_dir.glob("checkpoint_*.pth")]
-    return [p for m, p in sorted(((int(m[1]), p) for m, p in found if m), reverse=True)]
-
-
-def has_checkpoint(run_dir: Path) -> bool:
-    """Whether `run_dir` holds anything to resume from (checkpoint.pth or a snapshot)."""
-    return (run_dir / CHECKPOINT).is_file() or bool(snapshots(run_dir))
+__all__ = ["CHECKPOINT", "RunCheckpoints", "has_checkpoint", "read_newest_good", "snapshots"]
 
 
 def read_newest_good(run_dir: Path) -> tuple[Path, dict]:
@@ -133,7 +124,7 @@ class RunCheckpoints:
                 _write(self.run_dir / CHECKPOINT, state)
                 keep = self.cfg.train.keep_checkpoints
                 if keep > 0 and self.step_in_epoch == 0:
-                    _write(self.run_dir / f"checkpoint_{self.epoch:04d}.pth", state)
+                    _write(self.run_dir / snapshot_name(self.epoch), state)
                     for old in snapshots(self.run_dir)[keep:]:
                         old.unlink()
             dist.barrier()
@@ -166,14 +157,14 @@ class RunCheckpoints:
             state = {**self._state(rngs), "format": FORMAT, "sharded": name}
             _write(self.run_dir / CHECKPOINT, state)
             remove_stale(self.run_dir, keep=name)
-            export_backbone(teacher, self.cfg, self.run_dir / TEACHER_FILE)
+            export_teacher(teacher, self.cfg, self.run_dir)
 
     def _load(self, path: Path) -> None:
         """Continue from `path`, or when it is unreadable from the newest good snapshot."""
         path, state = read_newest_good(path.parent)
         if self.is_main:
             remove_partial_writes(path.parent)
-            trim_metrics(path.parent / "metrics.jsonl", state["global_step"])
+            trim_metrics(path.parent / METRICS, state["global_step"])
         saved_batch = state.get("global_batch", self.global_batch)
         if saved_batch != self.global_batch:
             raise ValueError(

@@ -266,6 +266,8 @@ class Trainer(RunCheckpoints):
         if self.online_knn is not None and self.online_knn.due(self.epoch):
             self.logger.flush()
             scores = self.online_knn.run(teacher, student)
+            if self.budget is not None:  # x-axis of accuracy vs time: training time, no evals
+                scores["train_minutes"] = round(self.budget.plan.used_s / 60, 3)
             self.logger.log_scalars(self.global_step, scores, prefix="knn")
             best = {k: v for k, v in scores.items() if k.endswith("_top1")}
             log.info("epoch %d online k-NN: %s", self.epoch, best)
@@ -286,6 +288,8 @@ class Trainer(RunCheckpoints):
             "train_seconds_this_session": round(elapsed, 1),
             "skipped_images": len(self.skipped),
         }
+        if self.budget is not None:  # training time used of the budget, all sessions
+            summary["train_minutes"] = round(self.budget.plan.used_s / 60, 3)
         self.final_teacher = self._plain_backbone(self.model.teacher.backbone)
         if self.is_main:
             self.logger.close()

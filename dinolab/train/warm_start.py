@@ -1,6 +1,6 @@
 """`model.init`: start a run's student and teacher backbones from existing weights.
 
-The weights come through the loaders that already exist (`dinolab.models.hub.load`): a dinolab
+The weights come through the loaders that already exist (`dinolab.hub.load`): a dinolab
 run directory or its teacher_backbone.safetensors, a published hub name, or a weights file in
 any layout of `dinolab.models.convert`. They are loaded strictly into the backbone that
 `model.*` describes, so `model.*` must describe the same network; the heads stay fresh.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from dinolab.train.checkpoint import load_state_dict_strict
+from dinolab.models.weights import load_state_dict_strict
 
 
 def init_backbones(meta: nn.Module, spec: str) -> None:
@@ -18,7 +18,7 @@ def init_backbones(meta: nn.Module, spec: str) -> None:
 
     A missing, unexpected or mis-shaped key is a ValueError naming the keys.
     """
-    from dinolab.models import hub
+    from dinolab import hub
 
     try:
         state = hub.load(spec).state_dict()

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dinolab.train.monitor import read_metrics  # noqa: E402
+from dinolab.run_dir import read_metrics  # noqa: E402
 
 PANELS = [
     ("loss", "DINO loss (cross-entropy)"),

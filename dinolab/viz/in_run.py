@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dinolab.run_dir import VIZ
 from dinolab.viz.attention import attention_maps, plot_attention
 from dinolab.viz.images import image_paths
 
@@ -29,7 +30,7 @@ class RunPictures:
         self.block = int(viz.block)
         self.mean, self.std = tuple(cfg.data.mean), tuple(cfg.data.std)
         self.device = torch.device(device)
-        self.out_dir = Path(run_dir) / "viz"
+        self.out_dir = Path(run_dir) / VIZ
         self.enabled = self.every > 0 and cfg.model.arch != "resnet50"
         if self.every > 0 and not self.enabled:
             log.warning("viz.every_epochs is set but a ResNet has no attention maps: skipped")

@@ -8,7 +8,7 @@ import torch
 from dinolab.config.loader import load_config, save_config
 from dinolab.config.schema import ModelConfig
 from dinolab.models import build_backbone
-from dinolab.train.export import export_backbone
+from dinolab.run_dir import export_teacher
 from tests.train.conftest import make_images
 
 TINY_MODEL = {"arch": "vit_tiny", "patch_size": 8, "img_size": 32, "embed_dim": 32, "depth": 2,
@@ -43,7 +43,7 @@ def run_dir(tmp_path, backbone):
     overrides = [f"model.{k}={v}" for k, v in TINY_MODEL.items()]
     cfg = load_config(overrides=[*overrides, "data.global_size=32", f"out_dir={run}"])
     save_config(cfg, run / "config.yaml")
-    export_backbone(backbone, cfg, run / "teacher_backbone.safetensors")
+    export_teacher(backbone, cfg, run)
     return run
 
 

@@ -9,7 +9,8 @@ from dinolab.config.schema import ModelConfig
 from dinolab.exporters import export
 from dinolab.hub import load
 from dinolab.models import hub
-from dinolab.train.export import load_backbone
+from dinolab.models.vision_transformer import VisionTransformer
+from dinolab.models.weights import load_backbone
 
 CFG = ModelConfig(arch="vit_small", patch_size=14, img_size=56, embed_dim=64, depth=2,
                   num_heads=2, drop_path_rate=0.0, layerscale_init=1e-5)  # fmt: skip
@@ -34,7 +35,7 @@ def test_safetensors_keeps_weights_config_and_rule(tmp_path):
     path = export(m, "safetensors", tmp_path / "b.safetensors")
     assert torch.equal(load_backbone(path).pos_embed, m.pos_embed)  # the trainer's reader
     back = load(path)
-    assert isinstance(back, hub.PublishedViT) and back.interpolate_offset == 0.1
+    assert isinstance(back, VisionTransformer) and back.interpolate_offset == 0.1
     x = torch.randn(1, 3, 56, 42)
     assert torch.equal(feats(back, x)[1], feats(m, x)[1])
 

@@ -43,7 +43,7 @@ def test_registry_configs():
     for v1 in ("dino_vits16", "dino_vits8", "dino_vitb16", "dino_vitb8", "dino_resnet50"):
         assert hub.MODELS[v1].model.img_size == 224 and hub.MODELS[v1].url.startswith(hub.DINO_URL)
     m = load("dinov2_vits14_reg", pretrained=False)
-    assert isinstance(m, hub.PublishedViT)
+    assert isinstance(m, VisionTransformer) and m.interpolate_antialias
     assert m.pos_embed.shape == (1, 37 * 37 + 1, 384) and m.register_tokens.shape[1] == 4
 
 
@@ -90,7 +90,7 @@ def test_dino_v1_layout_and_full_checkpoint(tmp_path):
     sd = {k: v for k, v in src.state_dict().items() if k != "mask_token"}  # v1 has none
     torch.save(sd, tmp_path / "v1.pth")
     m = load(tmp_path / "v1.pth")
-    assert isinstance(m, hub.PublishedViT) and m.interpolate_offset == 0.1
+    assert isinstance(m, VisionTransformer) and m.interpolate_offset == 0.1
     assert torch.count_nonzero(m.mask_token) == 0
     # full checkpoint: student behind module., the head with parametrized weight-norm names
     from dinolab.models.heads import DINOHead
@@ -134,7 +134,7 @@ def test_dinov2_chunked_training_keys_and_safetensors(tmp_path):
 
 def test_hub_name_with_local_weights_and_run_dir(tmp_path):
     from dinolab.config.schema import Config
-    from dinolab.train.export import export_backbone
+    from dinolab.models.weights import save_backbone
 
     # a hub name + weights=PATH uses the hub config: a ViT-tiny file does not fit ViT-S/16
     torch.save(tiny().state_dict(), tmp_path / "tiny.pth")
@@ -143,7 +143,7 @@ def test_hub_name_with_local_weights_and_run_dir(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     plain = hub.build_model(TINY)
-    export_backbone(plain, Config(model=TINY), run / "teacher_backbone.safetensors")
+    save_backbone(plain, Config(model=TINY), run / "teacher_backbone.safetensors")
     (run / "config.yaml").write_text(
         "model:\n"
         + "".join(

@@ -4,7 +4,7 @@ frozen-backbone warm-up and the backbone lr factor."""
 import pytest
 import torch
 
-from dinolab.train.export import TEACHER_FILE, load_run_backbone
+from dinolab.run_dir import TEACHER_FILE, load_run_backbone
 from dinolab.train.optim import cancel_backbone_gradients
 from dinolab.train.pretrain import pretrain
 from dinolab.train.trainer import Trainer

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from dinolab.train.export import export_backbone, load_backbone, load_run_backbone
+from dinolab.models.weights import load_backbone, save_backbone
+from dinolab.run_dir import load_run_backbone
 from dinolab.train.pretrain import pretrain
 
 from .conftest import tiny_config
@@ -12,7 +13,7 @@ def test_export_round_trip_gives_the_same_features(tmp_path):
 
     cfg = tiny_config(tmp_path, tmp_path / "run")
     backbone = build_backbone(cfg.model).eval()
-    path = export_backbone(backbone, cfg, tmp_path / "b.safetensors")
+    path = save_backbone(backbone, cfg, tmp_path / "b.safetensors")
     loaded = load_backbone(path)
     x = torch.randn(2, 3, 32, 48)  # non-square: position embeddings interpolate the same way
     assert torch.equal(backbone(x), loaded(x))
