@@ -1,16 +1,17 @@
-import argparse
+"""`dinolab eval knn | fewshot | linear | logreg` on a run directory and on a hub model."""
+
 import json
 
 import pytest
+import torch
 
-from dinolab.cli_eval import register_eval
+from dinolab.cli import build_parser
+from dinolab.hub import load
 
 
 def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dinolab")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register_eval(sub.add_parser("eval").add_subparsers(dest="protocol", required=True))
-    args = parser.parse_args(argv)
+    """The command itself, without main()'s one-line errors: exceptions reach the test."""
+    args = build_parser().parse_args(argv)
     return args.func(args)
 
 
@@ -79,3 +80,16 @@ def test_run_without_teacher_is_a_clear_error(run_dir, folders):
     (run_dir / "teacher_backbone.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="has no teacher"):
         run_cli(["eval", "knn", *common(run_dir, folders)])
+
+
+def test_hub_model_with_offline_weights(folders, tmp_path, monkeypatch, capsys):
+    """The README's promise: eval takes hub names; --weights FILE reads published weights."""
+    torch.manual_seed(0)
+    weights = tmp_path / "dinov2_vits14_pretrain.pth"  # official layout, random values
+    torch.save(load("dinov2_vits14", pretrained=False).state_dict(), weights)
+    monkeypatch.chdir(tmp_path)
+    argv = ["eval", "knn", *common("dinov2_vits14", folders, "--k", "1", "--image-size", "28")]
+    assert run_cli([*argv, "--weights", str(weights)]) == 0
+    out = tmp_path / "runs" / "eval-dinov2_vits14"  # no run directory: results go here
+    assert json.loads((out / "knn.json").read_text())["n_val"] == 6
+    assert "| 1 |" in capsys.readouterr().out

@@ -10,8 +10,7 @@ from dinolab.cli import main
 from dinolab.config.schema import Config, ModelConfig
 from dinolab.models import build_backbone
 from dinolab.train.export import export_backbone
-
-from .train.conftest import make_images
+from tests.train.conftest import make_images
 
 
 @pytest.fixture
@@ -84,3 +83,12 @@ def test_resnet_hub_model_is_refused(images, tmp_path, capsys):
     argv = ["viz", "pca", "dino_resnet50", images[0], "--no-pretrained"]
     assert main([*argv, "--out", str(tmp_path / "p.png")]) == 2
     assert "not a ViT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_pictures_in_every_precision(model, images, tmp_path, precision):
+    """bf16 covers the forward only: PCA, matching and the maps stay float32."""
+    for cmd, imgs in (("pca", images), ("match", images[:2]), ("attention", images[:1])):
+        argv = ["viz", cmd, model, *imgs, "--size", "32", "--out", str(tmp_path / f"{cmd}.png")]
+        assert main([*argv, "--precision", precision, "--quiet"]) == 0
+        assert opens_as_png(tmp_path / f"{cmd}.png")

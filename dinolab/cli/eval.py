@@ -1,8 +1,10 @@
-"""`dinolab eval knn | linear | logreg | fewshot`: frozen-backbone evaluations of a run.
+"""`dinolab eval knn | linear | logreg | fewshot`: frozen-backbone evaluations of a model.
 
-Every protocol loads the run's teacher, extracts (and caches) features of the labelled folders,
-writes `<protocol>.json` and `<protocol>.md` into the run directory (or --out) and prints the
-table. Wired into `dinolab.cli` by `register_eval(eval_subparsers)`.
+`--run MODEL` is anything `options.resolve_model` reads: a run directory, a teacher
+.safetensors (or other weights file) or a hub name (`--weights PATH` offline). Every protocol
+extracts (and caches) features of the labelled folders with the model's normalisation, writes
+`<protocol>.json` and `<protocol>.md` into the run directory (the file's folder; for hub
+models runs/eval-NAME; or --out) and prints the table.
 """
 
 from __future__ import annotations
@@ -10,53 +12,50 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dinolab.cli.options import add_model_args, add_runtime_args, model_from_args, runtime
+
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, help="run directory (or a teacher .safetensors)")
+    add_model_args(p, positional=False)
     p.add_argument("--train", required=True, help="labelled image folder (class subfolders)")
     p.add_argument("--val", required=True, help="labelled image folder to evaluate on")
-    p.add_argument("--image-size", type=int, default=0, help="default: the run's eval size")
+    p.add_argument("--image-size", type=int, default=0,
+                   help="default: the run's eval size (224 for hub models)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument(
-        "--precision",
-        choices=["auto", "bf16", "fp32"],
-        default="auto",
-        help="auto: bf16 where the hardware has it natively, fp32 elsewhere",
-    )
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument(
-        "--num-workers", type=int, default=-1, help="data-loader processes (-1 = from the cores)"
-    )
+    add_runtime_args(p)
     p.add_argument("--out", help="where to write results (default: the run directory)")
     p.add_argument("--cache-dir", help="feature cache (default: OUT/feature_cache)")
     p.add_argument("--no-cache", action="store_true", help="extract features again, keep none")
-    p.add_argument("--no-progress", action="store_true")
+
+
+def default_out_dir(spec: str, run_dir: Path | None) -> Path:
+    """The run directory, a weights file's folder, or runs/eval-NAME for a hub model."""
+    if run_dir is not None:
+        return run_dir
+    path = Path(spec).expanduser()
+    if path.exists():
+        return path if path.is_dir() else path.parent
+    return Path("runs") / f"eval-{spec}"
 
 
 def _setup(args: argparse.Namespace) -> tuple:
     """(backbone, image_size, out_dir, feature kwargs) shared by every protocol."""
-
-    from dinolab.distributed import resolve_device
-    from dinolab.hardware import plan_threads
-    from dinolab.train.export import load_run_backbone
-
-    backbone, cfg = load_run_backbone(args.run)
-    run = Path(args.run)
-    out_dir = Path(args.out) if args.out else (run.parent if run.is_file() else run)
+    rt = runtime(args)
+    resolved = model_from_args(args)
+    out_dir = Path(args.out) if args.out else default_out_dir(args.model, resolved.run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = None if args.no_cache else Path(args.cache_dir or out_dir / "feature_cache")
     kwargs = {
         "batch_size": args.batch_size,
-        "num_workers": plan_threads(0, args.num_workers).num_workers,
-        "device": resolve_device(args.device),
-        "precision": args.precision,
-        "mean": tuple(cfg.data.mean),
-        "std": tuple(cfg.data.std),
-        "progress": not args.no_progress,
+        "num_workers": rt.num_workers,
+        "device": rt.device,
+        "precision": rt.precision,
+        "mean": resolved.mean,
+        "std": resolved.std,
+        "progress": rt.progress,
         "cache_dir": cache,
     }
-    image_size = args.image_size or cfg.eval.image_size or cfg.data.global_size
-    return backbone, image_size, out_dir, kwargs
+    return resolved.model, args.image_size or resolved.image_size, out_dir, kwargs
 
 
 def _finish(table: str, out_dir: Path, name: str) -> int:
@@ -141,8 +140,11 @@ def cmd_logreg(args: argparse.Namespace) -> int:
     return _finish(logreg_table(result), out, "logreg")
 
 
-def register_eval(sub: argparse._SubParsersAction) -> None:
-    """Add the knn, fewshot, linear and logreg protocols to `dinolab eval`."""
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `dinolab eval knn | fewshot | linear | logreg`."""
+    sub = sub.add_parser("eval", help="evaluate a backbone").add_subparsers(
+        dest="protocol", required=True
+    )
     k = sub.add_parser("knn", help="weighted k-NN on frozen teacher features")
     _common(k)
     k.add_argument("--k", type=int, nargs="+", default=[10, 20, 100, 200])

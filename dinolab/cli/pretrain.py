@@ -1,22 +1,17 @@
-"""`dinolab <command>`: pretrain, eval, config. Errors a user can cause are one line."""
+"""`dinolab pretrain` and `dinolab config`: train on a folder of images, print a config.
+
+Positional words with '=' are config overrides; the runtime flags (`--device`, `--precision`,
+`--quiet`, `--num-workers`) are shorthands for train.device, train.precision, train.progress
+and data.num_workers, and leave the config's value when absent.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import sys
 from pathlib import Path
 
-from dinolab.cli_eval import register_eval
-from dinolab.cli_models import register as register_models
-from dinolab.cli_viz import register_viz
+from dinolab.cli.options import add_runtime_args
 from dinolab.config.loader import ConfigError, list_presets, load_config, load_saved_config, to_yaml
-from dinolab.distributed import DistributedError
-from dinolab.train.checkpoint import CheckpointWriteError
-from dinolab.train.monitor import NonFiniteLossError
-
-log = logging.getLogger("dinolab")
 
 
 def _split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
@@ -25,11 +20,21 @@ def _split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
     return paths, [s for s in items if "=" in s]
 
 
+def runtime_overrides(args: argparse.Namespace) -> list[str]:
+    """The runtime flags given, as config overrides (after the user's: a flag wins)."""
+    out = [f"train.device={args.device}"] if args.device is not None else []
+    out += [f"train.precision={args.precision}"] if args.precision is not None else []
+    out += ["train.progress=false"] if args.quiet else []
+    out += [f"data.num_workers={args.num_workers}"] if args.num_workers is not None else []
+    return out
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from dinolab.distributed import is_main_process
     from dinolab.train.pretrain import pretrain
 
     paths, overrides = _split_overrides(args.items)
+    overrides += runtime_overrides(args)
     if len(paths) > 1:
         raise ConfigError(f"Expected one image folder, got {paths}: overrides need key=value.")
     if args.resume == "auto":  # start the run in out_dir=..., or continue it (requeued jobs)
@@ -89,10 +94,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dinolab", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `dinolab pretrain` and `dinolab config`."""
     p = sub.add_parser("pretrain", help="self-supervised DINO pretraining on a folder of images")
     p.add_argument(
         "items",
@@ -107,53 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the run in RUN_DIR (from step 0 if it has no checkpoint yet); 'auto': "
         "start the run in out_dir=..., or continue it if it is there (same config)",
     )
+    add_runtime_args(p, config=True)
     p.set_defaults(func=cmd_pretrain)
-
-    e = sub.add_parser("eval", help="evaluate a backbone").add_subparsers(
-        dest="protocol", required=True
-    )
-    register_eval(e)
 
     c = sub.add_parser("config", help="print the resolved config (every key with its value)")
     c.add_argument("overrides", nargs="*", metavar="key=value")
     c.add_argument("--preset")
     c.set_defaults(func=cmd_config)
-    register_models(sub)
-    register_viz(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    # `pretrain PATH --preset P key=value ...`: words after an option are overrides too
-    if extra and args.command == "pretrain" and not any(x.startswith("-") for x in extra):
-        args.items = [*args.items, *extra]
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        return args.func(args)
-    except (
-        ConfigError,
-        FileNotFoundError,
-        FileExistsError,
-        ValueError,
-        NonFiniteLossError,
-        DistributedError,
-        CheckpointWriteError,
-    ) as exc:
-        if os.environ.get("DINOLAB_DEBUG"):
-            raise
-        print(f"dinolab: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            "dinolab: interrupted; resume with `dinolab pretrain --resume RUN_DIR`.",
-            file=sys.stderr,
-        )
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 """`dinolab viz attention | pca | match | video MODEL IMAGE...`: pictures of what a ViT learned.
 
-MODEL is a hub name (random weights with --no-pretrained), a weights file or a dinolab run
-directory. Wired into `dinolab.cli` by `register_viz(sub)`; user errors are ValueError /
-FileNotFoundError, which `dinolab.cli.main` prints as one line.
+MODEL is read by `options.resolve_model` (run directory, weights file, or hub name with
+--no-pretrained for random weights); a run's images are normalised as it was trained. User
+errors are ValueError / FileNotFoundError, which `dinolab.cli.main` prints as one line.
 """
 
 from __future__ import annotations
@@ -11,27 +11,18 @@ import argparse
 import json
 from pathlib import Path
 
+from dinolab.cli.options import add_model_args, add_runtime_args, model_from_args, runtime
+
 
 def _setup(args: argparse.Namespace) -> dict:
     """The ViT and the keyword arguments shared by every picture."""
-    from dinolab.distributed import resolve_device
-    from dinolab.viz.images import IMAGENET_MEAN, IMAGENET_STD, as_vit
+    from dinolab.viz.images import as_vit
 
-    vit = as_vit(
-        args.model,
-        weights=args.weights,
-        which="student" if args.student else "teacher",
-        pretrained=not args.no_pretrained,
-    )
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
-    saved = Path(args.model) / "config.yaml"
-    if saved.is_file():  # a dinolab run: normalise as it was trained
-        from dinolab.config.loader import load_saved_config
-
-        cfg = load_saved_config(saved)
-        mean, std = tuple(cfg.data.mean), tuple(cfg.data.std)
-    return {"model": vit, "size": args.size or None, "block": args.block, "mean": mean,
-            "std": std, "device": resolve_device(args.device)}  # fmt: skip
+    rt = runtime(args)
+    resolved = model_from_args(args)
+    return {"model": as_vit(resolved.model), "size": args.size or None, "block": args.block,
+            "mean": resolved.mean, "std": resolved.std, "device": rt.device,
+            "precision": rt.precision}  # fmt: skip
 
 
 def cmd_attention(args: argparse.Namespace) -> int:
@@ -60,8 +51,8 @@ def cmd_attention(args: argparse.Namespace) -> int:
 def cmd_pca(args: argparse.Namespace) -> int:
     from dinolab.viz.pca import pca_maps, plot_pca
 
-    kw = {"threshold": args.threshold, "per_image": args.per_image}
-    result = pca_maps(images=args.images, **kw, **_setup(args))
+    kw = _setup(args)
+    result = pca_maps(images=args.images, threshold=args.threshold, per_image=args.per_image, **kw)
     pairs = zip(result["names"], result["foreground"], strict=True)
     fg = [f"{n} {f.float().mean():.0%}" for n, f in pairs]
     print("foreground patches: " + ", ".join(fg))
@@ -74,11 +65,9 @@ def cmd_match(args: argparse.Namespace) -> int:
 
     if len(args.images) != 2:
         raise ValueError(f"match takes exactly two images, got {len(args.images)}.")
+    kw = _setup(args)
     result = match_images(
-        image_a=args.images[0],
-        image_b=args.images[1],
-        foreground=not args.all_patches,
-        **_setup(args),
+        image_a=args.images[0], image_b=args.images[1], foreground=not args.all_patches, **kw
     )
     print(f"{len(result['pairs'])} mutual nearest-neighbour patch pairs")
     print(f"written to {plot_matches(result, args.out, args.max_lines)}")
@@ -88,26 +77,22 @@ def cmd_match(args: argparse.Namespace) -> int:
 def cmd_video(args: argparse.Namespace) -> int:
     from dinolab.viz.video import attention_video
 
-    result = attention_video(
-        frames=args.images, out=args.out, fps=args.fps, head=args.head, **_setup(args)
-    )
+    kw = _setup(args)
+    result = attention_video(frames=args.images, out=args.out, fps=args.fps, head=args.head, **kw)
     print(f"{result['frames']} frames written to {result['video']}, preview {result['preview']}")
     return 0
 
 
 def _common(p: argparse.ArgumentParser, images_help: str, out: str, size: int = 448) -> None:
-    p.add_argument("model", help="hub name (dinolab hub list), weights file or run directory")
+    add_model_args(p)
     p.add_argument("images", nargs="+", help=images_help)
     p.add_argument("--out", default=out, help=f"output file (default {out})")
     p.add_argument("--size", type=int, default=size, help="shorter side; 0 keeps the image's")
     p.add_argument("--block", type=int, default=-1, help="which block (-1 = last)")
-    p.add_argument("--weights", help="local path or URL of the weights (default: published)")
-    p.add_argument("--student", action="store_true", help="the student of a training checkpoint")
-    p.add_argument("--no-pretrained", action="store_true", help="random weights, no download")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_runtime_args(p, workers=False)  # images are read one by one, no data loader
 
 
-def register_viz(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add `dinolab viz attention | pca | match | video`."""
     v = sub.add_parser("viz", help="attention maps, PCA and patch matching of a ViT")
     vs = v.add_subparsers(dest="viz_command", required=True)

@@ -8,8 +8,7 @@ import torch
 
 from dinolab.cli import main
 from dinolab.train.checkpoint import load_checkpoint
-
-from .train.conftest import make_images
+from tests.train.conftest import make_images
 
 TINY = [
     "model.arch=vit_tiny",

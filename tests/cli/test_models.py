@@ -1,32 +1,13 @@
-"""`dinolab hub / extract / export` through dinolab.cli.main (wired here if not yet in cli.py)."""
-
-import argparse
+"""`dinolab hub / extract / export` through dinolab.cli.main."""
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from dinolab import cli
-from dinolab.cli_models import register
+from dinolab.cli import main
 from dinolab.config.schema import ModelConfig
 from dinolab.models import hub
-
-from .train.conftest import make_images
-
-
-@pytest.fixture
-def main(monkeypatch):
-    build = cli.build_parser
-
-    def build_with_models():
-        parser = build()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "hub" not in sub.choices:
-            register(sub)
-        return parser
-
-    monkeypatch.setattr(cli, "build_parser", build_with_models)
-    return cli.main
+from tests.train.conftest import make_images
 
 
 @pytest.fixture
@@ -39,7 +20,7 @@ def weights(tmp_path):
     return path
 
 
-def test_hub_list_and_load(main, capsys, weights):
+def test_hub_list_and_load(capsys, weights):
     assert main(["hub", "list"]) == 0
     out = capsys.readouterr().out
     assert "dinov2_vitg14_reg" in out and "dino_resnet50" in out
@@ -50,7 +31,7 @@ def test_hub_list_and_load(main, capsys, weights):
     assert "pos_embed_grid       28x28" in capsys.readouterr().out
 
 
-def test_extract_and_export(main, capsys, tmp_path, weights):
+def test_extract_and_export(capsys, tmp_path, weights):
     imgs = make_images(tmp_path / "imgs", n=3)
     out = tmp_path / "f.safetensors"
     argv = ["extract", str(weights), str(imgs), "--out", str(out), "--image-size", "28"]
@@ -62,7 +43,7 @@ def test_extract_and_export(main, capsys, tmp_path, weights):
     assert torch.equal(hub.load(st).register_tokens, hub.load(weights).register_tokens)
 
 
-def test_errors_are_one_line(main, capsys, tmp_path, weights):
+def test_errors_are_one_line(capsys, tmp_path, weights):
     assert main(["hub", "load", "dinov3_vits16"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("dinolab: error: Unknown model 'dinov3_vits16'") and err.count("\n") == 1

@@ -1,0 +1,77 @@
+"""`dinolab <command>`: one module per command group, the shared flags in `options`.
+
+  pretrain, config             dinolab.cli.pretrain
+  eval knn|fewshot|linear|...  dinolab.cli.eval
+  hub, extract, export         dinolab.cli.models
+  viz attention|pca|...        dinolab.cli.viz
+
+Errors a user can cause are one line on stderr and exit code 2 (DINOLAB_DEBUG=1: traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from dinolab.cli import eval as eval_commands
+from dinolab.cli import models, pretrain, viz
+from dinolab.config.loader import ConfigError
+from dinolab.distributed import DistributedError
+from dinolab.train.checkpoint import CheckpointWriteError
+from dinolab.train.monitor import NonFiniteLossError
+
+log = logging.getLogger("dinolab")
+USER_ERRORS = (
+    ConfigError,
+    FileNotFoundError,
+    FileExistsError,
+    ValueError,
+    NonFiniteLossError,
+    DistributedError,
+    CheckpointWriteError,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dinolab", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    pretrain.register(sub)
+    eval_commands.register(sub)
+    models.register(sub)
+    viz.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `pretrain PATH --preset P key=value ...`: words after an option are overrides too
+    if extra and args.command == "pretrain" and not any(x.startswith("-") for x in extra):
+        args.items = [*args.items, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    level = log.level
+    if getattr(args, "quiet", False):
+        log.setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except USER_ERRORS as exc:
+        if os.environ.get("DINOLAB_DEBUG"):
+            raise
+        print(f"dinolab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "dinolab: interrupted; resume with `dinolab pretrain --resume RUN_DIR`.",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        log.setLevel(level)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""The flags every command shares, read the same way everywhere, and the one model resolver.
+
+Runtime flags (`add_runtime_args`, on every command that runs a model on images):
+  --device       auto (CUDA when present, else CPU) | cpu | cuda | cuda:N
+  --precision    auto | bf16 | fp32; auto = bf16 where the hardware has it natively
+                 (`dinolab.hardware.resolve_precision` says why), fp32 elsewhere
+  --quiet        no progress bars and no INFO log lines (`--no-progress`: hidden old alias)
+  --num-workers  data-loader processes; -1 = from the cores (`dinolab.hardware.plan_threads`)
+
+Model flags (`add_model_args`): MODEL is a dinolab run directory, a weights file (teacher
+.safetensors, .pth, ...) or a hub name (`dinolab hub list`; `--weights PATH` for offline
+published weights). `resolve_model` turns them into the eval-mode backbone and the
+normalisation and image size it expects: a run's data.mean / data.std and eval size, ImageNet
+mean / std and 224 for anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dinolab.hardware import PRECISIONS
+
+log = logging.getLogger("dinolab")
+MODEL_HELP = "run directory, weights file (.safetensors / .pth) or hub name (dinolab hub list)"
+HUB_IMAGE_SIZE = 224
+
+
+def add_runtime_args(p: argparse.ArgumentParser, workers: bool = True, config: bool = False):
+    """--device, --precision, --quiet (and --num-workers): one spelling, one default.
+
+    `config=True` (pretrain): an absent flag leaves the config's value (same defaults).
+    """
+    unset = "the config's" if config else ""
+    p.add_argument(
+        "--device",
+        default=None if config else "auto",
+        help=f"auto | cpu | cuda | cuda:N (default: {unset or 'auto'})",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None if config else "auto",
+        help="auto: bf16 where the hardware has it natively, fp32 elsewhere"
+        + (" (default: the config's)" if config else ""),
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    p.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)
+    if workers:
+        p.add_argument(
+            "--num-workers",
+            type=int,
+            default=None if config else -1,
+            help=f"data-loader processes (-1 = from the cores; default: {unset or -1})",
+        )
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    precision: str  # auto | bf16 | fp32 as asked: every forward resolves it for its device
+    progress: bool
+    num_workers: int
+
+
+def runtime(args: argparse.Namespace) -> Runtime:
+    """The device, precision, progress and data workers that the runtime flags ask for."""
+    from dinolab.distributed import resolve_device
+    from dinolab.hardware import plan_threads, resolve_precision
+
+    device = resolve_device(args.device)
+    _, why = resolve_precision(args.precision, device)
+    workers = 0
+    if hasattr(args, "num_workers"):
+        workers = plan_threads(0, args.num_workers, device_type=device.type).num_workers
+        why += f", {workers} data worker{'s' * (workers != 1)}"
+    log.info("device %s, %s", device, why)
+    return Runtime(device, args.precision, not args.quiet, workers)
+
+
+def add_model_args(p: argparse.ArgumentParser, positional: bool = True) -> None:
+    """MODEL (positional, or --run / --model for eval), --weights, --student, --no-pretrained."""
+    if positional:
+        p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    else:
+        p.add_argument(
+            "--run", "--model", dest="model", metavar="MODEL", required=True, help=MODEL_HELP
+        )
+    p.add_argument("--weights", help="with a hub name: local path or URL of its weights")
+    p.add_argument("--student", action="store_true", help="the student of a training checkpoint")
+    p.add_argument("--no-pretrained", action="store_true", help="hub names: random weights")
+
+
+@dataclass
+class ResolvedModel:
+    """A backbone and what its inputs should look like."""
+
+    model: nn.Module  # eval mode (a BackboneWithHead with `with_head`)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    image_size: int  # the run's eval size; 224 for hub models and foreign files
+    run_dir: Path | None  # the run it belongs to (results go there by default)
+    name: str
+
+
+def resolve_model(
+    spec: str | Path,
+    weights: str | None = None,
+    student: bool = False,
+    pretrained: bool = True,
+    with_head: bool = False,
+) -> ResolvedModel:
+    """The one way every command reads MODEL (see the module docstring)."""
+    from dinolab.data.augment import IMAGENET_MEAN, IMAGENET_STD
+    from dinolab.hub import MODELS, load
+
+    which = "student" if student else "teacher"
+    name = str(spec)
+    if name in MODELS:
+        model = load(name, weights=weights, pretrained=pretrained, which=which, with_head=with_head)
+        return ResolvedModel(model, IMAGENET_MEAN, IMAGENET_STD, HUB_IMAGE_SIZE, None, name)
+    if weights is not None:
+        raise ValueError(
+            f"--weights goes with a hub name, and '{name}' is not one: pass the weights file "
+            "itself as MODEL."
+        )
+    path = Path(spec).expanduser()
+    run_dir = path if (path / "config.yaml").is_file() else None
+    if run_dir is None and path.is_file() and (path.parent / "config.yaml").is_file():
+        run_dir = path.parent  # a file of a run: its teacher export or checkpoint
+    target = path
+    if path == run_dir and (student or with_head):  # only the checkpoint has these
+        target = path / "checkpoint.pth"
+        if not target.is_file():
+            raise FileNotFoundError(
+                f"Run directory '{path}' has no checkpoint.pth, which --student and --head read."
+            )
+    model = load(target, which=which, with_head=with_head)
+    if run_dir is None:
+        return ResolvedModel(model, IMAGENET_MEAN, IMAGENET_STD, HUB_IMAGE_SIZE, None, name)
+    from dinolab.config.loader import load_saved_config
+
+    cfg = load_saved_config(run_dir / "config.yaml")
+    size = cfg.eval.image_size or cfg.data.global_size
+    return ResolvedModel(model, tuple(cfg.data.mean), tuple(cfg.data.std), size, run_dir, name)
+
+
+def model_from_args(args: argparse.Namespace, with_head: bool = False) -> ResolvedModel:
+    """`resolve_model` with the flags of `add_model_args`."""
+    return resolve_model(
+        args.model,
+        weights=args.weights,
+        student=args.student,
+        pretrained=not args.no_pretrained,
+        with_head=with_head,
+    )
