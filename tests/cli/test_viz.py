@@ -9,7 +9,7 @@ from PIL import Image
 from dinolab.cli import main
 from dinolab.config.schema import Config, ModelConfig
 from dinolab.models import build_backbone
-from dinolab.train.export import export_backbone
+from dinolab.models.weights import save_backbone
 from tests.train.conftest import make_images
 
 
@@ -17,7 +17,7 @@ from tests.train.conftest import make_images
 def model(tmp_path):
     cfg = Config(model=ModelConfig(arch="vit_tiny", patch_size=8, img_size=32, embed_dim=32,
                                    depth=2, num_heads=2, num_register_tokens=1))  # fmt: skip
-    return str(export_backbone(build_backbone(cfg.model), cfg, tmp_path / "m.safetensors"))
+    return str(save_backbone(build_backbone(cfg.model), cfg, tmp_path / "m.safetensors"))
 
 
 @pytest.fixture
