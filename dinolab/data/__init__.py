@@ -1,6 +1,7 @@
 """Data for pretraining and evaluation: datasets, multi-crop augmentation, sampler, collate."""
 
 from dinolab.data.augment import EvalTransform, MultiCropAugmentation, RandomGaussianBlur
+from dinolab.data.build import build_dataset
 from dinolab.data.collate import collate_labeled, collate_multicrop
 from dinolab.data.datasets import (
     IMAGE_EXTENSIONS,
@@ -9,7 +10,6 @@ from dinolab.data.datasets import (
     LabeledImageFolder,
     UnlabeledImageFolder,
     apply_seeded,
-    build_dataset,
     decode_image,
     find_images,
     to_rgb,

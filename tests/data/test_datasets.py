@@ -10,11 +10,11 @@ from PIL import Image, ImageFile
 
 from dinolab.data import datasets as ds_mod
 from dinolab.data.augment import MultiCropAugmentation
+from dinolab.data.build import build_dataset
 from dinolab.data.datasets import (
     ImageFileList,
     LabeledImageFolder,
     UnlabeledImageFolder,
-    build_dataset,
     find_images,
     to_rgb,
 )
