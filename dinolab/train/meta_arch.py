@@ -81,27 +81,3 @@ class DINOMetaArch(StudentTeacher):
             teacher_logits = self.teacher([global_crops])["logits"]
         student_logits = self.student([global_crops, local_crops])["logits"]
         return self.dino_loss(student_logits, teacher_logits, teacher_temp, n_global=2)
-
-
-def uses_dinov2(cfg: Config) -> bool:
-    """True when the config asks for a DINOv2 part (iBOT, KoLeo or sequence packing)."""
-    return cfg.ibot.weight > 0 or cfg.loss.koleo_weight > 0 or cfg.model.pack_sequences
-
-
-def build_meta_arch(cfg: Config, init_weights: bool = True) -> nn.Module:
-    """DINOMetaArch for DINO (unchanged keys), DINOv2MetaArch when a DINOv2 part is on.
-
-    With `init_weights`, both backbones start from `model.init` when it is set (a resumed run
-    passes False: its checkpoint holds the weights).
-    """
-    if uses_dinov2(cfg):
-        from dinolab.train.meta_arch_dinov2 import DINOv2MetaArch
-
-        meta: nn.Module = DINOv2MetaArch(cfg)
-    else:
-        meta = DINOMetaArch(cfg)
-    if init_weights and cfg.model.init:
-        from dinolab.train.warm_start import init_backbones
-
-        init_backbones(meta, cfg.model.init)
-    return meta

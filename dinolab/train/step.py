@@ -15,7 +15,7 @@ from dinolab import distributed as dist
 from dinolab.config.schema import Config
 from dinolab.hardware import autocast
 from dinolab.train import parallel
-from dinolab.train.meta_arch import build_meta_arch
+from dinolab.train.build import build_meta_arch
 from dinolab.train.optim import (
     apply_schedules,
     build_optimizer,

@@ -159,7 +159,7 @@ def test_published_presets_resolve_to_the_dinov2_recipe(preset, arch, ffn, batch
 
 
 def test_cifar_preset_builds_and_gives_a_finite_loss(tmp_path):
-    from dinolab.train.meta_arch import build_meta_arch
+    from dinolab.train.build import build_meta_arch
 
     cfg = load_config("dinov2_cifar10_vit_tiny", overrides=["train.precision=fp32"])
     model = build_meta_arch(cfg)

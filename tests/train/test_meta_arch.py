@@ -69,13 +69,13 @@ _V2 = {
 
 
 def test_dino_config_builds_the_dino_meta_arch(tmp_path):
-    from dinolab.train.meta_arch import build_meta_arch
+    from dinolab.train.build import build_meta_arch
 
     assert type(build_meta_arch(tiny_config(tmp_path, tmp_path))) is DINOMetaArch
 
 
 def test_dinov2_student_sees_masked_globals_teacher_unmasked(tmp_path):
-    from dinolab.train.meta_arch import build_meta_arch
+    from dinolab.train.build import build_meta_arch
 
     model = build_meta_arch(tiny_config(tmp_path, tmp_path, **_V2))
     seen = {}
@@ -102,7 +102,7 @@ def test_dinov2_student_sees_masked_globals_teacher_unmasked(tmp_path):
 
 
 def test_dinov2_heads_untied_or_shared_and_both_last_layers_freeze(tmp_path):
-    from dinolab.train.meta_arch import build_meta_arch
+    from dinolab.train.build import build_meta_arch
     from dinolab.train.optim import cancel_last_layer_gradients
 
     untied = build_meta_arch(tiny_config(tmp_path, tmp_path, **_V2))
@@ -122,7 +122,7 @@ def test_dinov2_heads_untied_or_shared_and_both_last_layers_freeze(tmp_path):
 
 
 def test_dinov2_rejects_ibot_on_a_resnet(tmp_path):
-    from dinolab.train.meta_arch import build_meta_arch
+    from dinolab.train.build import build_meta_arch
 
     with pytest.raises(ValueError, match="ViT backbone"):
         build_meta_arch(tiny_config(tmp_path, tmp_path, **_V2, **{"model.arch": "resnet50"}))
