@@ -19,7 +19,7 @@ from dinolab.cli import eval as eval_commands
 from dinolab.cli import models, pretrain, viz
 from dinolab.config.loader import ConfigError
 from dinolab.distributed import DistributedError
-from dinolab.train.checkpoint import CheckpointWriteError
+from dinolab.run_dir import CheckpointWriteError
 from dinolab.train.monitor import NonFiniteLossError
 
 log = logging.getLogger("dinolab")

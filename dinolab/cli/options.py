@@ -133,21 +133,42 @@ def resolve_model(
     run_dir = path if (path / "config.yaml").is_file() else None
     if run_dir is None and path.is_file() and (path.parent / "config.yaml").is_file():
         run_dir = path.parent  # a file of a run: its teacher export or checkpoint
-    target = path
-    if path == run_dir and (student or with_head):  # only the checkpoint has these
-        target = path / "checkpoint.pth"
-        if not target.is_file():
-            raise FileNotFoundError(
-                f"Run directory '{path}' has no checkpoint.pth, which --student and --head read."
-            )
-    model = load(target, which=which, with_head=with_head)
     if run_dir is None:
+        model = load(path, which=which, with_head=with_head)
         return ResolvedModel(model, IMAGENET_MEAN, IMAGENET_STD, HUB_IMAGE_SIZE, None, name)
     from dinolab.config.loader import load_saved_config
 
     cfg = load_saved_config(run_dir / "config.yaml")
+    checkpoint = path if path.is_file() and path.suffix == ".pth" else run_dir / "checkpoint.pth"
+    if path.suffix == ".pth" or student or with_head:  # the teacher export has neither
+        model = _from_run_checkpoint(checkpoint, cfg, which, with_head)
+    else:
+        model = load(path)
     size = cfg.eval.image_size or cfg.data.global_size
     return ResolvedModel(model, tuple(cfg.data.mean), tuple(cfg.data.std), size, run_dir, name)
+
+
+def _from_run_checkpoint(path: Path, cfg, which: str, with_head: bool) -> nn.Module:
+    """The student or teacher (+ head) of a dinolab checkpoint, built from its run's config.
+
+    A raw checkpoint's shapes do not say everything (heads, registers' rule): the run does.
+    """
+    from dinolab.hub import BackboneWithHead
+    from dinolab.models.convert import split_training_checkpoint
+    from dinolab.models.hub import head_from_state_dict
+    from dinolab.models.weights import build_inference_backbone, load_state_dict_strict
+    from dinolab.run_dir import load_checkpoint
+
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint at '{path}', which --student and --head read.")
+    backbone_sd, head_sd = split_training_checkpoint(load_checkpoint(path), which)
+    backbone = build_inference_backbone(cfg.model)
+    load_state_dict_strict(backbone, backbone_sd, f"the {which} backbone of '{path}'")
+    if not with_head:
+        return backbone.eval()
+    head = head_from_state_dict(head_sd)
+    load_state_dict_strict(head, head_sd, f"the {which} DINO head of '{path}'")
+    return BackboneWithHead(backbone, head).eval()
 
 
 def model_from_args(args: argparse.Namespace, with_head: bool = False) -> ResolvedModel:

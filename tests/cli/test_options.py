@@ -114,3 +114,16 @@ def test_resolver_hub_name_with_offline_weights(tmp_path):
     got = resolve_model("dinov2_vits14", weights=str(path))
     assert got.image_size == 224 and got.mean == IMAGENET_MEAN
     assert torch.equal(got.model.pos_embed, torch.load(path)["pos_embed"])
+
+
+def test_resolver_reads_a_runs_student_with_the_runs_config(run_dir, backbone):
+    """The checkpoint's shapes do not give the heads: the student is built from config.yaml."""
+    student = {k: v + 1 for k, v in backbone.state_dict().items()}
+    model = {f"teacher.backbone.{k}": v for k, v in backbone.state_dict().items()}
+    model.update({f"student.backbone.{k}": v for k, v in student.items()})
+    torch.save({"model": model, "epoch": 1}, run_dir / "checkpoint.pth")
+    got = resolve_model(run_dir, student=True).model
+    assert got.num_heads == backbone.num_heads == 2  # a raw file would read 32 // 64 -> 1
+    assert all(torch.equal(v, student[k]) for k, v in got.state_dict().items())
+    teacher = resolve_model(run_dir / "checkpoint.pth")
+    assert teacher.run_dir == run_dir and torch.equal(teacher.model.pos_embed, backbone.pos_embed)
