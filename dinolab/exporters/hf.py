@@ -16,6 +16,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 from torch import nn
 
+from dinolab.exporters.safetensors import model_config_of
 from dinolab.models import convert
 from dinolab.models.vision_transformer import VisionTransformer
 
@@ -26,8 +27,6 @@ def hf_config(model: VisionTransformer):
         from transformers import Dinov2Config, Dinov2WithRegistersConfig
     except ImportError:  # pragma: no cover - transformers is an optional dependency
         raise ValueError("HF export needs transformers: pip install transformers.") from None
-    from dinolab.exporters import model_config_of
-
     cfg = model_config_of(model)
     side = math.isqrt(model.pos_embed.shape[1] - 1)
     kwargs = dict(

@@ -18,6 +18,7 @@ from typing import Any
 from safetensors.torch import save_file
 from torch import nn
 
+from dinolab.exporters.safetensors import model_config_of
 from dinolab.models import convert
 from dinolab.models.resnet import ResNetBackbone
 from dinolab.models.vision_transformer import VisionTransformer
@@ -27,8 +28,6 @@ _TIMM_SIZE = {"vit_tiny": "tiny", "vit_small": "small", "vit_base": "base", "vit
 
 def timm_spec(model: nn.Module) -> tuple[str, dict[str, Any]]:
     """(timm model name, create_model kwargs) of the timm network equivalent to `model`."""
-    from dinolab.exporters import model_config_of
-
     model = getattr(model, "backbone", model)
     if isinstance(model, ResNetBackbone):
         return "resnet50", {"num_classes": 0}
