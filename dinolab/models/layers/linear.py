@@ -5,7 +5,8 @@ to oneDNN. On the AMD CPUs measured here oneDNN's fp32 GEMM was faster for the t
 ViT blocks (benchmarks/linear_kernels.py, RESULTS.md: 1.64x on an AVX-512 EPYC, where MKL keeps
 to its AVX2 code; equal with every library capped to AVX2), so `kernel="onednn"` (and `auto`)
 compute forward and both backward GEMMs with `torch.ops.mkldnn._linear_pointwise`. Under
-autocast, on other devices or in other dtypes it is plain `F.linear`. State-dict keys are
+autocast, on other devices or dtypes, and under tracing / compile / export it is plain
+`F.linear`. State-dict keys are
 nn.Linear's.
 """
 
@@ -77,6 +78,16 @@ class _OneDNNLinear(torch.autograd.Function):
         return gx, gw, gb
 
 
+def _tracing() -> bool:
+    """Exporters and compilers see plain `F.linear` (ONNX has no oneDNN op; inductor fuses)."""
+    return (
+        torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+        or torch.onnx.is_in_onnx_export()
+    )
+
+
 class Linear(nn.Linear):
     """nn.Linear with a choice of fp32 CPU kernel (`kernel`: auto = onednn | torch | onednn)."""
 
@@ -93,6 +104,7 @@ class Linear(nn.Linear):
             and x.dtype == torch.float32
             and self.weight.dtype == torch.float32
             and not torch.is_autocast_enabled("cpu")
+            and not _tracing()
             and onednn_available()
         ):
             return _OneDNNLinear.apply(x, self.weight, self.bias)
