@@ -15,7 +15,7 @@ import torch
 import torchvision
 from torch import nn
 
-from dinolab.models.resnet import cifar_stem_
+from dinolab.models.resnet import cifar_stem_, token_dict
 
 SOURCES = ("timm", "torchvision")
 # torchvision classes whose children up to the pooling are the feature trunk, in forward order.
@@ -62,13 +62,7 @@ class FeatureAdapter(nn.Module):
                 "(model.arch=vit_*) for masked (iBOT) training."
             )
         cls, patch = self.tokens(x)
-        return {
-            "x_norm_clstoken": cls,
-            "x_norm_regtokens": patch.new_zeros(patch.shape[0], 0, patch.shape[2]),
-            "x_norm_patchtokens": patch,
-            "x_prenorm": torch.cat((cls.unsqueeze(1), patch), dim=1),
-            "masks": None,
-        }
+        return token_dict(cls, patch)
 
     def forward_features_list(
         self,

@@ -27,6 +27,18 @@ def cifar_stem_(net: nn.Module, what: str) -> None:
     net.maxpool = nn.Identity()
 
 
+def token_dict(cls: torch.Tensor, patch: torch.Tensor) -> dict:
+    """The ViT feature dict for a network without CLS or registers: `cls` [B, C] (pooled),
+    `patch` [B, N, C] (feature-map cells); the prenorm tokens are the same values."""
+    return {
+        "x_norm_clstoken": cls,
+        "x_norm_regtokens": patch.new_zeros(patch.shape[0], 0, patch.shape[2]),
+        "x_norm_patchtokens": patch,
+        "x_prenorm": torch.cat((cls.unsqueeze(1), patch), dim=1),
+        "masks": None,
+    }
+
+
 class ResNetBackbone(nn.Module):
     """A torchvision ResNet (random init) without its classifier.
 
@@ -69,13 +81,7 @@ class ResNetBackbone(nn.Module):
         fmap = self.feature_map(x)
         patch = fmap.flatten(2).transpose(1, 2)  # [B, HW, C]
         cls = patch.mean(dim=1)
-        return {
-            "x_norm_clstoken": cls,
-            "x_norm_regtokens": patch.new_zeros(patch.shape[0], 0, patch.shape[2]),
-            "x_norm_patchtokens": patch,
-            "x_prenorm": torch.cat((cls.unsqueeze(1), patch), dim=1),
-            "masks": None,
-        }
+        return token_dict(cls, patch)
 
     def forward_features_list(
         self,
