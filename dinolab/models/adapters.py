@@ -15,7 +15,7 @@ import torch
 import torchvision
 from torch import nn
 
-from dinolab.models.resnet import cifar_stem_, token_dict
+from dinolab.models.resnet import cifar_stem_, features_per_group, token_dict
 
 SOURCES = ("timm", "torchvision")
 # torchvision classes whose children up to the pooling are the feature trunk, in forward order.
@@ -71,11 +71,7 @@ class FeatureAdapter(nn.Module):
         packed: bool = False,
     ) -> list[dict]:
         """One `forward_features` per resolution group (`packed` is a dinolab-ViT option)."""
-        if packed:
-            raise ValueError(f"the {self.arch} backbone cannot pack sequences; set "
-                             "model.pack_sequences=false.")  # fmt: skip
-        masks_list = masks_list if masks_list is not None else [None] * len(xs)
-        return [self.forward_features(x, m) for x, m in zip(xs, masks_list, strict=True)]
+        return features_per_group(self, f"the {self.arch}", xs, masks_list, packed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features [B, embed_dim]."""

@@ -39,6 +39,20 @@ def token_dict(cls: torch.Tensor, patch: torch.Tensor) -> dict:
     }
 
 
+def features_per_group(
+    backbone: nn.Module,
+    what: str,
+    xs: list[torch.Tensor],
+    masks_list: list[torch.Tensor | None] | None,
+    packed: bool,
+) -> list[dict]:
+    """`forward_features_list` of a network that cannot pack sequences: one call per group."""
+    if packed:
+        raise ValueError(f"{what} backbone cannot pack sequences; set model.pack_sequences=false.")
+    masks_list = masks_list if masks_list is not None else [None] * len(xs)
+    return [backbone.forward_features(x, m) for x, m in zip(xs, masks_list, strict=True)]
+
+
 class ResNetBackbone(nn.Module):
     """A torchvision ResNet (random init) without its classifier.
 
@@ -90,12 +104,7 @@ class ResNetBackbone(nn.Module):
         packed: bool = False,
     ) -> list[dict]:
         """One `forward_features` per resolution group (`packed` is a ViT-only option)."""
-        if packed:
-            raise ValueError(
-                "a ResNet backbone cannot pack sequences; set model.pack_sequences=false."
-            )
-        masks_list = masks_list if masks_list is not None else [None] * len(xs)
-        return [self.forward_features(x, m) for x, m in zip(xs, masks_list, strict=True)]
+        return features_per_group(self, "a ResNet", xs, masks_list, packed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Globally average-pooled features [B, C]."""
