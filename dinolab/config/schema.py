@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 class ModelConfig:
     """The backbone (the network whose features we keep)."""
 
-    # vit_tiny | vit_small | vit_base | vit_large | vit_giant2 | resnet50 | timm:NAME (any timm
+    # vit_tiny | vit_small | vit_base | vit_large | vit_giant2 | resnet50 | small_resnet (narrow
+    # CIFAR-style ResNet for small images on CPUs; embed_dim = width, depth = blocks per stage:
+    # dinolab/models/small_resnet.py) | timm:NAME (any timm
     # model; pip install timm) | torchvision:NAME (ResNet, RegNet, VGG, MobileNet, EfficientNet,
     # ConvNeXt): see dinolab/models/adapters.py
     arch: str = "vit_small"

@@ -10,6 +10,7 @@ from dinolab.config.schema import HeadConfig, ModelConfig
 from dinolab.models.adapters import build_adapter, is_adapter_arch
 from dinolab.models.heads import DINOHead
 from dinolab.models.resnet import ResNetBackbone
+from dinolab.models.small_resnet import SmallResNet
 from dinolab.models.vision_transformer import (
     vit_base,
     vit_giant2,
@@ -26,7 +27,7 @@ VIT_FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "vit_giant2": vit_giant2,
 }
 RESNET_ARCHS = ("resnet50",)
-KNOWN_ARCHS = tuple(VIT_FACTORIES) + RESNET_ARCHS
+KNOWN_ARCHS = (*VIT_FACTORIES, *RESNET_ARCHS, "small_resnet")
 
 
 def build_backbone(
@@ -41,6 +42,8 @@ def build_backbone(
         return build_adapter(cfg.arch, cifar_stem=cfg.cifar_stem)
     if cfg.arch in RESNET_ARCHS:
         return ResNetBackbone(cfg.arch, cifar_stem=cfg.cifar_stem)
+    if cfg.arch == "small_resnet":
+        return SmallResNet(embed_dim=cfg.embed_dim or 256, depth=cfg.depth or 1)
     if cfg.arch not in VIT_FACTORIES:
         raise ValueError(
             f"model.arch {cfg.arch!r} is unknown; use one of {', '.join(KNOWN_ARCHS)}, "

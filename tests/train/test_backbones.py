@@ -18,6 +18,7 @@ ADAPTERS = {
                              "data.local_size": 8},
     "timm:resnet18": {"model.cifar_stem": True, "data.global_size": 16, "data.local_size": 8},
     "timm:test_vit": {"data.global_size": 32, "data.local_size": 16},
+    "small_resnet": {"model.embed_dim": 64, "data.global_size": 16, "data.local_size": 8},
 }  # fmt: skip
 FIXED_TARGETS = {  # teacher frozen and uncentred: the student must learn to match it
     "model.drop_path_rate": 0.0,
