@@ -153,10 +153,17 @@ def build_trainer(
 
 
 def synthetic_batch(cfg, generator: torch.Generator, device: str = "cpu") -> dict:
+    from dinolab.data import IBOTBatchMasks
+
     b, d = cfg.train.batch_size, cfg.data
     glob = torch.randn(2 * b, 3, d.global_size, d.global_size, generator=generator)
     loc = torch.randn(d.num_local_crops * b, 3, d.local_size, d.local_size, generator=generator)
-    return {"global_crops": glob.to(device), "local_crops": loc.to(device), "num_images": b}
+    batch = {"global_crops": glob.to(device), "local_crops": loc.to(device), "num_images": b}
+    masks = IBOTBatchMasks.from_config(cfg)  # DINOv2: drawn by the loader, as in a real run
+    if masks is not None:
+        seeds = torch.randint(0, 2**62, (b,), generator=generator).tolist()
+        batch["masks"] = masks(2 * b, seeds).to(device)
+    return batch
 
 
 def build_step(

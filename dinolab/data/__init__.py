@@ -14,12 +14,15 @@ from dinolab.data.datasets import (
     find_images,
     to_rgb,
 )
+from dinolab.data.masking import BlockMaskGenerator, IBOTBatchMasks
 from dinolab.data.samplers import EpochSampler, sample_seeds
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "BlockMaskGenerator",
     "EpochSampler",
     "EvalTransform",
+    "IBOTBatchMasks",
     "ImageDataset",
     "ImageFileList",
     "LabeledImageFolder",

@@ -2,6 +2,7 @@
 
 Multi-crop views are stacked view-major (all images' view 0, then all images' view 1, ...),
 so `global_crops.chunk(2)` gives the two global views and the loss can pair views by chunk.
+DINOv2's iBOT masks are drawn here too (`masking.IBOTBatchMasks`, from the samples' seeds).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
+from dinolab.data.masking import IBOTBatchMasks
 
 
 def _view_major(good: list[dict[str, Any]], key: str) -> torch.Tensor | None:
@@ -18,31 +21,31 @@ def _view_major(good: list[dict[str, Any]], key: str) -> torch.Tensor | None:
     return torch.stack([crops[v] for v in range(len(views[0])) for crops in views])
 
 
-def collate_multicrop(samples: list[dict[str, Any]]) -> dict[str, Any]:
+def collate_multicrop(
+    samples: list[dict[str, Any]], masks: IBOTBatchMasks | None = None
+) -> dict[str, Any]:
     """Samples of `MultiCropAugmentation` output -> view-major crop tensors.
 
     Returns {"global_crops": Tensor[2B,3,G,G], "local_crops": Tensor[N*B,3,L,L] or None,
-    "num_images": B, "indices": LongTensor[B], "skipped": [error strings]}; a batch in which
-    every sample failed has num_images == 0 and None crops (the trainer skips it).
+    "num_images": B, "indices": LongTensor[B], "skipped": [error strings]}, and with `masks`
+    (bind it with functools.partial) "masks": BoolTensor[2B, patches] for the global crops in
+    the same order; a batch in which every sample failed has num_images == 0 and None crops
+    and masks (the trainer skips it).
     """
     good = [s for s in samples if "error" not in s]
     skipped = [s["error"] for s in samples if "error" in s]
     indices = torch.tensor([s["index"] for s in good], dtype=torch.long)
-    if not good:
-        return {
-            "global_crops": None,
-            "local_crops": None,
-            "num_images": 0,
-            "indices": indices,
-            "skipped": skipped,
-        }
-    return {
-        "global_crops": _view_major(good, "global_crops"),
-        "local_crops": _view_major(good, "local_crops"),
+    batch: dict[str, Any] = {
+        "global_crops": _view_major(good, "global_crops") if good else None,
+        "local_crops": _view_major(good, "local_crops") if good else None,
         "num_images": len(good),
         "indices": indices,
         "skipped": skipped,
     }
+    if masks is not None:
+        seeds = [s.get("seed") for s in good]
+        batch["masks"] = masks(batch["global_crops"].shape[0], seeds) if good else None
+    return batch
 
 
 def collate_labeled(samples: list[dict[str, Any]]) -> dict[str, Any]:

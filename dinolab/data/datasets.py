@@ -135,7 +135,8 @@ class ImageDataset(Dataset):
             img = img.copy()  # transforms must not alter the cached original
         out = apply_seeded(self.transform, img, seed) if self.transform else img
         path = self.paths[index]
-        return {"image": out, "label": self.targets[index], "index": index, "path": path}
+        label = self.targets[index]
+        return {"image": out, "label": label, "index": index, "path": path, "seed": seed}
 
 
 def _is_image(name: str) -> bool:

@@ -4,16 +4,21 @@ Each masked image gets rectangles of at least `min_patches` patches with aspect 
 log-uniformly in `aspect`, added until the image's target count is reached (or no rectangle
 fits). Only `probability` of the images are masked; their targets spread evenly over `ratio`
 (DINOv2's collate: one stratum of the ratio range per masked image), the rest stay unmasked.
-All randomness comes from a `torch.Generator` (or torch's global CPU RNG), so a checkpointed
-RNG state makes the masks, and therefore resumed runs, reproducible.
+All randomness comes from a `torch.Generator` (or torch's global CPU RNG); `IBOTBatchMasks`
+seeds it from the batch's per-sample seeds, so the masks, and therefore resumed runs, are
+reproducible without any RNG state.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+
+from dinolab.config.schema import Config
 
 
 class BlockMaskGenerator:
@@ -93,3 +98,45 @@ class BlockMaskGenerator:
         masks += [torch.zeros(self.num_patches, dtype=torch.bool)] * (n - n_masked)
         order = torch.randperm(n, generator=g)
         return torch.stack(masks)[order] if n else torch.zeros(0, self.num_patches, dtype=bool)
+
+
+def batch_seed(seeds: Sequence[int]) -> int:
+    """One 63-bit seed from a batch's per-sample seeds (order-sensitive, platform-independent)."""
+    data = np.asarray(seeds, dtype=np.int64).tobytes()
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
+
+
+class IBOTBatchMasks:
+    """The iBOT masks of one batch's global crops, a pure function of its samples' seeds.
+
+    Called by the collate (in the loader's workers), not by the training step: a batch's masks
+    depend only on the `(seed, epoch, index)` seeds of the samples it holds, so a resumed run
+    draws the same masks with no RNG state, and the step only consumes `batch["masks"]`.
+    DINOv2's batch rule is kept: `BlockMaskGenerator.batch` over all the batch's global crops.
+    """
+
+    def __init__(
+        self,
+        generator: BlockMaskGenerator,
+        probability: float = 0.5,
+        ratio: Sequence[float] = (0.1, 0.5),
+    ) -> None:
+        self.generator = generator
+        self.probability = probability
+        self.ratio = tuple(ratio)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> IBOTBatchMasks | None:
+        """The masks a run's batches need: None when iBOT is off (DINO pays nothing)."""
+        if cfg.ibot.weight <= 0:
+            return None
+        i = cfg.ibot
+        grid = cfg.data.global_size // cfg.model.patch_size
+        generator = BlockMaskGenerator(grid, i.mask_min_patches, i.mask_aspect)
+        return cls(generator, i.mask_probability, i.mask_ratio)
+
+    def __call__(self, n: int, seeds: Sequence[int | None]) -> torch.Tensor:
+        """Bool masks [n, patches] for n global crops; unseeded samples use torch's CPU RNG."""
+        seeded = len(seeds) > 0 and all(s is not None for s in seeds)
+        g = torch.Generator().manual_seed(batch_seed(seeds)) if seeded else None
+        return self.generator.batch(n, self.probability, self.ratio, g)

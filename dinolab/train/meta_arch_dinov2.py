@@ -1,7 +1,9 @@
 """DINOv2's student and teacher: DINO on CLS tokens, iBOT on masked patches, KoLeo on CLS.
 
 The student sees every crop, its global crops with iBOT block masks (masked patches become the
-mask token); the teacher, an EMA copy without stochastic depth, sees the unmasked global crops.
+mask token; the batch carries the masks, drawn by the data pipeline: `data.masking`, bound
+into `data.collate.collate_multicrop`); the teacher, an EMA copy without stochastic depth, sees
+the unmasked global crops.
 The DINO and iBOT heads are separate (DINOv2) unless `ibot.separate_head` is false, and both sit
 under `network.head` ({"dino", "ibot"}) so freezing every `last_layer` reaches both.
 """
@@ -12,7 +14,6 @@ import torch
 from torch import Tensor, nn
 
 from dinolab.config.schema import Config, HeadConfig, ModelConfig
-from dinolab.data.masking import BlockMaskGenerator
 from dinolab.losses import DINOLoss, IBOTPatchLoss, koleo_loss
 from dinolab.models import build_backbone, build_head
 from dinolab.train.meta_arch import StudentTeacher
@@ -65,10 +66,6 @@ class DINOv2MetaArch(StudentTeacher):
                 ibot_dim, loss.student_temp, cfg.ibot.center_momentum, loss.centering,
                 loss.sinkhorn_iterations,
             )  # fmt: skip
-            patch = self.student.backbone.patch_size
-            self.masks = BlockMaskGenerator(
-                cfg.data.global_size // patch, cfg.ibot.mask_min_patches, cfg.ibot.mask_aspect
-            )
 
     def _network(self, model_cfg: ModelConfig) -> DINOv2Network:
         backbone = build_backbone(model_cfg)
@@ -83,11 +80,6 @@ class DINOv2MetaArch(StudentTeacher):
             )  # fmt: skip
         return DINOv2Network(backbone, dino, ibot)
 
-    def make_masks(self, n: int, device: torch.device) -> Tensor:
-        """iBOT masks for n global crops from torch's CPU RNG (checkpointed: exact resume)."""
-        i = self.cfg.ibot
-        return self.masks.batch(n, i.mask_probability, i.mask_ratio).to(device)
-
     def _features(self, net: DINOv2Network, xs: list[Tensor], masks: list) -> list[dict]:
         backbone = net.backbone
         if hasattr(backbone, "forward_features_list"):
@@ -100,8 +92,7 @@ class DINOv2MetaArch(StudentTeacher):
         local = batch.get("local_crops")
         masks = masked = None
         if self.use_ibot:
-            masks = batch.get("masks")
-            masks = self.make_masks(g.shape[0], g.device) if masks is None else masks.bool()
+            masks = _batch_masks(batch, g.shape[0], self.student.backbone)
             # Indices of the masked patches in `masks[masks]` order, found once (one sync)
             # for both networks' patch tokens.
             masked = masks.flatten().nonzero().squeeze(1)
@@ -134,6 +125,20 @@ class DINOv2MetaArch(StudentTeacher):
             out["masked_fraction"] = ibot["masked_fraction"]
         out["loss"] = total
         return out
+
+
+def _batch_masks(batch: dict, n_crops: int, backbone: nn.Module) -> Tensor:
+    """The batch's iBOT masks [n_crops, patches] as bool; a clear error when they are missing."""
+    masks = batch.get("masks")
+    patches = (batch["global_crops"].shape[-1] // backbone.patch_size) ** 2
+    if masks is None or tuple(masks.shape) != (n_crops, patches):
+        got = "none" if masks is None else f"shape {tuple(masks.shape)}"
+        raise ValueError(
+            f"iBOT (ibot.weight > 0) needs batch['masks'] of shape ({n_crops}, {patches}), got "
+            f"{got}: build batches with data.collate_multicrop(samples, "
+            "masks=data.IBOTBatchMasks.from_config(cfg))."
+        )
+    return masks.bool()
 
 
 def _gather(patch_tokens: Tensor, masked: Tensor | None) -> Tensor | None:

@@ -12,6 +12,7 @@ rank 0 writes logs, progress and config.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -25,7 +26,13 @@ from tqdm.auto import tqdm
 from dinolab import distributed as dist
 from dinolab.config.loader import save_config, to_yaml
 from dinolab.config.schema import Config
-from dinolab.data import EpochSampler, MultiCropAugmentation, build_dataset, collate_multicrop
+from dinolab.data import (
+    EpochSampler,
+    IBOTBatchMasks,
+    MultiCropAugmentation,
+    build_dataset,
+    collate_multicrop,
+)
 from dinolab.data.samplers import EpochBatchSampler
 from dinolab.distributed import resolve_device
 from dinolab.hardware import apply_threads, plan_threads, probe_cpu, resolve_precision
@@ -113,6 +120,7 @@ class Trainer(RunCheckpoints):
         self.train_step = TrainStep(cfg, self.device, self.precision, init_weights=not resume)
         self.model, self.optimizer = self.train_step.model, self.train_step.optimizer
         self.sharded = self.train_step.sharded
+        self.masks = IBOTBatchMasks.from_config(cfg)  # None for DINO: no mask cost
         self.iters_per_epoch = self.sampler.batches_per_epoch
         self.schedules = build_schedules(cfg, self.iters_per_epoch, self.global_batch)
         self.budget = RunBudget(cfg, self.global_batch) if t.time_budget else None
@@ -148,7 +156,7 @@ class Trainer(RunCheckpoints):
             self.dataset,
             batch_sampler=EpochBatchSampler(self.sampler),
             num_workers=workers,
-            collate_fn=collate_multicrop,
+            collate_fn=functools.partial(collate_multicrop, masks=self.masks),
             pin_memory=self.device.type == "cuda",
             persistent_workers=workers > 0,  # keeps decoded-image caches across epochs
             prefetch_factor=4 if workers > 0 else None,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import torch
 
 from dinolab.data.collate import collate_labeled, collate_multicrop
+from dinolab.data.masking import BlockMaskGenerator, IBOTBatchMasks
 
 
 def crops(image: int, n_local: int) -> dict[str, list[torch.Tensor]]:
@@ -14,7 +15,8 @@ def crops(image: int, n_local: int) -> dict[str, list[torch.Tensor]]:
 
 
 def sample(index: int, n_local: int = 3) -> dict:
-    return {"image": crops(index, n_local), "label": -1, "index": index, "path": f"{index}.jpg"}
+    image = crops(index, n_local)
+    return {"image": image, "label": -1, "index": index, "path": f"{index}.jpg", "seed": 7 + index}
 
 
 def error(index: int) -> dict:
@@ -60,3 +62,16 @@ def test_labeled_collate():
     assert batch["labels"].dtype == torch.long and batch["labels"].tolist() == [0, 1, 0, 1]
     assert batch["indices"].tolist() == [0, 1, 2, 3]
     assert batch["skipped"] == ["9.jpg: empty file (0 bytes)"] and batch["num_images"] == 4
+
+
+def test_multicrop_draws_ibot_masks_from_the_sample_seeds():
+    masks = IBOTBatchMasks(BlockMaskGenerator(4, min_patches=2), probability=0.5)
+    batch = collate_multicrop([sample(0), error(1), sample(2), sample(3)], masks=masks)
+    m = batch["masks"]
+    assert m.shape == (6, 16) and m.dtype == torch.bool  # one row per global crop
+    assert int((m.sum(1) > 0).sum()) == 3  # DINOv2's rule: int(6 * 0.5) crops masked
+    again = collate_multicrop([sample(0), sample(2), sample(3)], masks=masks)
+    assert torch.equal(again["masks"], m)  # same samples (seeds), same masks
+    other = [sample(i) for i in (4, 5, 6)]
+    assert not torch.equal(collate_multicrop(other, masks=masks)["masks"], m)
+    assert collate_multicrop([error(0)], masks=masks)["masks"] is None

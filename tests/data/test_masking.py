@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from dinolab.data.masking import BlockMaskGenerator
+from dinolab.config.loader import load_config
+from dinolab.data.masking import BlockMaskGenerator, IBOTBatchMasks, batch_seed
 
 
 def _components(mask2d):
@@ -73,3 +74,14 @@ def test_zero_probability_and_bad_arguments():
         gen.batch(4, ratio=(0.6, 0.2))
     with pytest.raises(ValueError, match="mask_aspect"):
         BlockMaskGenerator(grid=4, aspect=(2.0, 1.0))
+
+
+def test_batch_masks_from_config_and_seeds():
+    assert IBOTBatchMasks.from_config(load_config()) is None  # DINO: nothing to draw
+    cfg = load_config(overrides=["ibot.weight=1", "data.global_size=32", "model.patch_size=4"])
+    masks = IBOTBatchMasks.from_config(cfg)
+    assert masks.generator.grid == 8 and masks.probability == cfg.ibot.mask_probability
+    a, b = masks(6, [1, 2, 3]), masks(6, [1, 2, 3])
+    assert a.shape == (6, 64) and torch.equal(a, b)
+    assert batch_seed([1, 2, 3]) != batch_seed([3, 2, 1])  # order-sensitive, 63 bits
+    assert 0 <= batch_seed([2**62, 5]) < 2**63

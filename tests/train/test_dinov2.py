@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from dinolab.config.loader import load_config
+from dinolab.data import IBOTBatchMasks
 from dinolab.train.checkpoint import load_checkpoint
 from dinolab.train.monitor import read_metrics
 from dinolab.train.pretrain import pretrain
@@ -164,5 +165,6 @@ def test_cifar_preset_builds_and_gives_a_finite_loss(tmp_path):
     cfg = load_config("dinov2_cifar10_vit_tiny", overrides=["train.precision=fp32"])
     model = build_meta_arch(cfg)
     batch = {"global_crops": torch.randn(4, 3, 32, 32), "local_crops": torch.randn(12, 3, 16, 16)}
+    batch["masks"] = IBOTBatchMasks.from_config(cfg)(4, seeds=[11, 12])
     out = model.forward_loss(batch, teacher_temp=0.04)
     assert torch.isfinite(out["loss"]) and "ibot_loss" in out and "koleo_loss" in out

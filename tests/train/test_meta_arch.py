@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from dinolab.data import IBOTBatchMasks
 from dinolab.train.meta_arch import DINOMetaArch
 
 from .conftest import tiny_config
@@ -109,7 +110,10 @@ def test_dinov2_heads_untied_or_shared_and_both_last_layers_freeze(tmp_path):
     keys = set(untied.state_dict())
     assert "student.head.ibot.last_layer.weight_v" in keys
     assert untied.student.head["ibot"].last_layer.weight_v.shape[0] == 48
-    untied.forward_loss(_batch(), teacher_temp=0.04)["loss"].backward()
+    masks = IBOTBatchMasks.from_config(untied.cfg)(8, seeds=[1, 2, 3, 4])
+    with pytest.raises(ValueError, match=r"needs batch\['masks'\] of shape \(8, 64\), got none"):
+        untied.forward_loss(_batch(), teacher_temp=0.04)  # the step only consumes masks
+    untied.forward_loss({**_batch(), "masks": masks}, teacher_temp=0.04)["loss"].backward()
     cancel_last_layer_gradients(untied.student.head, epoch=0, freeze_epochs=1)
     assert untied.student.head["dino"].last_layer.weight_v.grad is None
     assert untied.student.head["ibot"].last_layer.weight_v.grad is None
