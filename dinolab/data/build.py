@@ -78,3 +78,21 @@ def build_dataset(
     if format == "imagefolder":
         return LabeledImageFolder(p, **kw)
     return UnlabeledImageFolder(p, **kw)
+
+
+def require_readable(dataset: ImageDataset, path: str) -> None:
+    """Refuse, in one sentence, a dataset of which no file decodes, before a run starts.
+
+    Files are read in order until one decodes (one read for a healthy folder), so a folder of
+    only broken files is refused up front instead of "training" on nothing.
+    """
+    first_error = None
+    for index in range(len(dataset)):
+        loaded = dataset._load(index)
+        if not isinstance(loaded, str):
+            return
+        first_error = first_error or loaded
+    raise ValueError(
+        f"None of the {len(dataset)} files of data.path '{path}' is a readable image (first: "
+        f"{first_error}): point data.path at a folder of images that open."
+    )

@@ -97,7 +97,7 @@ class RunCheckpoints:
             "global_batch": self.global_batch,
             "rng": rngs[0],
             "config": to_yaml(self.cfg),
-            "skipped": self.skipped,
+            "skipped": list(self.skipped),
         }
         if len(rngs) > 1:
             state["rng_per_rank"] = rngs
@@ -180,7 +180,7 @@ class RunCheckpoints:
             self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.global_step = state["global_step"]
-        self.skipped = list(state.get("skipped", []))
+        self.skipped = dict.fromkeys(state.get("skipped", []))
         if self.budget is not None and "budget" in state:
             self.budget.load_state(state["budget"])
             self.schedules = self.budget.schedules(self.schedules)

@@ -33,6 +33,7 @@ from dinolab.data import (
     build_dataset,
     collate_multicrop,
 )
+from dinolab.data.build import require_readable
 from dinolab.data.samplers import EpochBatchSampler
 from dinolab.distributed import resolve_device
 from dinolab.hardware import apply_threads, plan_threads, probe_cpu, resolve_precision
@@ -109,6 +110,7 @@ class Trainer(RunCheckpoints):
             transform=MultiCropAugmentation.from_config(cfg.data),
             cache_decoded=cfg.data.cache_decoded,
         )
+        require_readable(self.dataset, cfg.data.path)
         self.sampler = EpochSampler(
             len(self.dataset),
             self.batch_size,
@@ -125,7 +127,7 @@ class Trainer(RunCheckpoints):
         self.schedules = build_schedules(cfg, self.iters_per_epoch, self.global_batch)
         self.budget = RunBudget(cfg, self.global_batch) if t.time_budget else None
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
-        self.skipped: list[str] = []
+        self.skipped: dict[str, None] = {}  # each unreadable file once, in the order met
         if resume:
             self._load(self.run_dir / CHECKPOINT)
         self.loader = self._loader()
@@ -283,10 +285,11 @@ class Trainer(RunCheckpoints):
             self.pictures.run(teacher, self.epoch)
 
     def _note_skipped(self, errors: list[str]) -> None:
+        """Warn once per unreadable file and run (every epoch meets the same files again)."""
         for err in errors:
-            if len(self.skipped) < 1000:
-                self.skipped.append(err)
-            log.warning("skipped unreadable image %s", err)
+            if err not in self.skipped:
+                self.skipped[err] = None
+                log.warning("skipped unreadable image %s", err)
 
     def _finish(self, elapsed: float) -> dict:
         summary = {

@@ -104,3 +104,20 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     b = load_checkpoint(ckpt)["model"]
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_a_folder_without_one_readable_image_is_refused_before_anything_is_written(
+    tmp_path, capsys
+):
+    broken, empty = tmp_path / "broken", tmp_path / "empty"
+    broken.mkdir()
+    empty.mkdir()
+    for i in range(20):
+        (broken / f"img_{i:02d}.jpg").write_text("not an image")
+    for folder, words in [(broken, "None of the 20 files"), (empty, "No images found")]:
+        run = tmp_path / f"run_{folder.name}"
+        assert main(["pretrain", str(folder), f"out_dir={run}", *TINY]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("dinolab: error: ") and words in err, err
+        assert "\n" not in err and "Traceback" not in err
+        assert not run.exists()

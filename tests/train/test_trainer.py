@@ -1,4 +1,5 @@
 import json
+import logging
 
 import pytest
 import torch
@@ -83,14 +84,17 @@ def test_run_directory_contents(image_dir, tmp_path):
         assert key in row, key
 
 
-def test_corrupt_images_are_skipped_and_counted(tmp_path):
+def test_corrupt_images_are_skipped_and_counted_once_per_run(tmp_path, caplog):
     data = make_images(tmp_path / "images", n=16)
     (data / "empty.jpg").write_bytes(b"")
     (data / "text.png").write_text("not an image")
     good = (data / "img_000.png").read_bytes()
     (data / "truncated.png").write_bytes(good[: len(good) // 2])
-    summary = pretrain(tiny_config(data, tmp_path / "run", **{"train.epochs": 1}))
-    assert summary["skipped_images"] == 3
+    with caplog.at_level(logging.WARNING, logger="dinolab"):
+        summary = pretrain(tiny_config(data, tmp_path / "run", **{"train.epochs": 3}))
+    assert summary["skipped_images"] == 3  # each file once per run, not once per epoch
+    warned = [r for r in caplog.records if "skipped unreadable image" in r.getMessage()]
+    assert len(warned) == 3
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(image_dir, tmp_path, monkeypatch):
