@@ -17,16 +17,14 @@ from safetensors.torch import save_file
 from torch import nn
 
 from dinolab.exporters.safetensors import model_config_of
+from dinolab.extras import require
 from dinolab.models import convert
 from dinolab.models.vision_transformer import VisionTransformer
 
 
 def hf_config(model: VisionTransformer):
     """The transformers config (Dinov2Config / Dinov2WithRegistersConfig) of a dinolab ViT."""
-    try:
-        from transformers import Dinov2Config, Dinov2WithRegistersConfig
-    except ImportError:  # pragma: no cover - transformers is an optional dependency
-        raise ValueError("HF export needs transformers: pip install transformers.") from None
+    transformers = require("transformers", "hf", "HF export")
     cfg = model_config_of(model)
     side = math.isqrt(model.pos_embed.shape[1] - 1)
     kwargs = dict(
@@ -43,8 +41,10 @@ def hf_config(model: VisionTransformer):
         hidden_act="gelu",
     )
     if model.num_register_tokens:
-        return Dinov2WithRegistersConfig(num_register_tokens=model.num_register_tokens, **kwargs)
-    return Dinov2Config(**kwargs)
+        return transformers.Dinov2WithRegistersConfig(
+            num_register_tokens=model.num_register_tokens, **kwargs
+        )
+    return transformers.Dinov2Config(**kwargs)
 
 
 def export_hf(model: nn.Module, out: str | Path, check: bool = True) -> Path:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from dinolab.extract import check_image_size
+from dinolab.extras import available, require
 from dinolab.models.weights import pos_interpolation
 
 log = logging.getLogger("dinolab")
@@ -49,6 +50,8 @@ def export_onnx(
     check: bool = True,
 ) -> Path:
     """Write `out` (.onnx); with `check`, compare onnxruntime with PyTorch on one batch."""
+    for module in ("onnx", "onnxscript"):  # torch.onnx.export(dynamo=True) imports both
+        require(module, "onnx", "ONNX export")
     backbone = getattr(model, "backbone", model).eval()
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
     patch = check_image_size(backbone, h, w)
@@ -86,11 +89,11 @@ def export_onnx(
 def check_onnx(wrapper: nn.Module, path: Path, x: torch.Tensor, tol: float = 1e-4) -> float:
     """Max abs difference between onnxruntime and PyTorch on `x`, relative to the largest
     output magnitude when that is above 1 (an error above `tol`)."""
-    try:
-        import onnxruntime as ort
-    except ImportError:  # pragma: no cover - optional dependency
-        log.warning("onnxruntime is not installed: the ONNX export was not checked.")
+    if not available("onnxruntime"):
+        log.warning("the ONNX export was not checked: pip install 'dinolab[onnx]' to check it.")
         return float("nan")
+    import onnxruntime as ort
+
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"pixel_values": x.numpy()})
     with torch.no_grad():

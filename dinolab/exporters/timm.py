@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from dinolab.exporters.safetensors import model_config_of
+from dinolab.extras import require
 from dinolab.models import convert
 from dinolab.models.resnet import ResNetBackbone
 from dinolab.models.vision_transformer import VisionTransformer
@@ -78,7 +79,7 @@ def export_timm(model: nn.Module, out: str | Path) -> Path:
 
 def load_timm(path: str | Path) -> nn.Module:
     """Create the timm model described by an `export_timm` file and load it strictly."""
-    import timm
+    timm = require("timm", "timm", "Loading a timm export")
     from safetensors import safe_open
     from safetensors.torch import load_file
 

@@ -15,6 +15,7 @@ import torch
 import torchvision
 from torch import nn
 
+from dinolab.extras import require
 from dinolab.models.resnet import cifar_stem_, features_per_group, token_dict
 
 SOURCES = ("timm", "torchvision")
@@ -181,8 +182,4 @@ class TimmAdapter(FeatureAdapter):
 
 
 def _import_timm(arch: str):
-    try:
-        import timm
-    except ImportError:
-        raise ImportError(f"model.arch={arch} needs timm: pip install timm") from None
-    return timm
+    return require("timm", "timm", f"model.arch={arch}")

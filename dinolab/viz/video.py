@@ -16,6 +16,7 @@ from PIL import Image
 from torch import nn
 
 from dinolab.data.datasets import decode_image
+from dinolab.extras import require
 from dinolab.hardware import autocast
 from dinolab.viz.attention import cls_attention
 from dinolab.viz.images import (
@@ -42,12 +43,7 @@ def _write(frames: list[np.ndarray], out: Path, fps: float) -> None:
     if out.suffix == ".gif":
         imageio.mimwrite(out, frames, duration=1000.0 / fps, loop=0)
         return
-    try:
-        import imageio_ffmpeg  # noqa: F401
-    except ImportError:
-        raise ValueError(
-            f"'{out}': MP4 needs imageio-ffmpeg (pip install imageio-ffmpeg); or write a .gif."
-        ) from None
+    require("imageio_ffmpeg", "viz-video", f"Writing '{out}' (MP4; or write a .gif)")
     imageio.mimwrite(out, frames, fps=fps, codec="libx264", macro_block_size=2, quality=7)
 
 

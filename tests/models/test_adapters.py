@@ -83,7 +83,9 @@ def test_bad_names_are_one_sentence(cfg, match):
 
 def test_missing_timm_is_one_sentence(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)  # `import timm` now raises ImportError
-    with pytest.raises(ImportError, match=r"model.arch=timm:resnet18 needs timm: pip install"):
+    with pytest.raises(
+        ImportError, match=r"model.arch=timm:resnet18 needs timm, .*'dinolab\[timm\]'"
+    ):
         TimmAdapter("resnet18")
 
 
