@@ -228,8 +228,8 @@ def check_vitl(ctx) -> str:
         overrides += [
             "model.embed_dim=64", "model.depth=2", "model.num_heads=2",
             "data.global_size=28", "data.local_size=14", "data.num_local_crops=2",
-            "model.img_size=28", "head.out_dim=256", "ibot.out_dim=256",
-            "head.hidden_dim=128", "ibot.hidden_dim=128",
+            "model.img_size=28", "head.out_dim=256", "ibot.head.out_dim=256",
+            "head.hidden_dim=128", "ibot.head.hidden_dim=128",
         ]  # fmt: skip
     throughput.CONFIGS.setdefault(
         "L", {"preset": "dinov2_vitl14", "overrides": [], "what": "DINOv2 ViT-L/14"}

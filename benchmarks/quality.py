@@ -126,7 +126,7 @@ class Evaluator:
     def backbone(self, net: torch.nn.Module, train_root: Path, test_root: Path, linear=False):
         t0 = time.perf_counter()
         kw = dict(
-            image_size=self.cfg.eval.image_size or self.cfg.data.global_size,
+            image_size=self.cfg.eval.image_size,
             batch_size=self.cfg.eval.batch_size,
             num_workers=self.workers,
             device=self.device,

@@ -144,7 +144,7 @@ def resolve_model(
         model = _from_run_checkpoint(checkpoint, cfg, which, with_head)
     else:
         model = load(path)
-    size = cfg.eval.image_size or cfg.data.global_size
+    size = cfg.eval.image_size
     return ResolvedModel(model, tuple(cfg.data.mean), tuple(cfg.data.std), size, run_dir, name)
 
 

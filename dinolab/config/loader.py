@@ -1,7 +1,8 @@
 """Build a resolved `Config`: schema defaults <- preset yaml <- `key=value` overrides.
 
 OmegaConf's structured configs do the type checking; this module turns its exceptions into one
-sentence a user can act on (which key, what was wrong, how to fix it).
+sentence a user can act on (which key, what was wrong, how to fix it). Every source passes
+through `legacy` first, so old key names keep loading (with a warning).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from dinolab.config import legacy
 from dinolab.config.schema import Config
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -65,6 +67,9 @@ def _explain(exc: OmegaConfBaseException, schema: DictConfig, source: str) -> Co
 
 
 def _merge(base: DictConfig, other, schema: DictConfig, source: str) -> DictConfig:
+    if not isinstance(other, dict):
+        other = OmegaConf.to_container(other, resolve=False)
+    other = legacy.migrate(other or {}, source)
     try:
         return OmegaConf.merge(base, other)
     except OmegaConfBaseException as exc:
@@ -87,8 +92,10 @@ def load_config(
             raise ConfigError(
                 f"Override '{item}' is not of the form key=value (e.g. train.epochs=5)."
             )
+        key, value = item.split("=", 1)
+        renamed = f"{legacy.rename_key(key.strip(), f'override {item!r}')}={value}"
         try:
-            dotlist = OmegaConf.from_dotlist([item])
+            dotlist = OmegaConf.from_dotlist([renamed])
         except OmegaConfBaseException as exc:
             raise ConfigError(f"Cannot parse override '{item}': {exc}") from None
         cfg = _merge(cfg, dotlist, schema, f"override '{item}'")

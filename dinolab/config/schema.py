@@ -1,7 +1,10 @@
 """Every configuration key of dinolab with its default, as typed dataclasses.
 
 This is the one exhaustive default config; presets in `presets/*.yaml` override a few keys,
-and `key=value` overrides on the command line override both.
+and `key=value` overrides on the command line override both. Derived defaults (a size of 0 that
+means "as data.global_size", the iBOT head's freeze rule that follows the DINO head's) are
+resolved once, when a `Config` is built (`Config.__post_init__`), so no module re-derives them.
+Old key names still load: `dinolab/config/legacy.py`.
 """
 
 from __future__ import annotations
@@ -59,6 +62,25 @@ class HeadConfig:
 
 
 @dataclass
+class IBOTHeadConfig(HeadConfig):
+    """The iBOT head: a DINO head of its own; unset (null) fields take the DINO head's value."""
+
+    norm_last_layer: bool | None = None  # null: as head.norm_last_layer
+    freeze_last_layer_epochs: int | None = None  # null: as head.freeze_last_layer_epochs
+
+
+@dataclass
+class TeacherConfig:
+    """The teacher: an EMA of the student whose centred, sharpened outputs are the targets."""
+
+    momentum: float = 0.996  # EMA momentum at step 0, cosine to momentum_end
+    momentum_end: float = 1.0
+    temp_start: float = 0.04  # target temperature at step 0, linear warm-up to `temp`
+    temp: float = 0.07
+    temp_warmup_epochs: int = 30
+
+
+@dataclass
 class DataConfig:
     """Where the images are and how they are cut into views."""
 
@@ -84,12 +106,9 @@ class DataConfig:
 
 @dataclass
 class LossConfig:
-    """The DINO objective: temperatures and centring."""
+    """The DINO objective: student temperature, centring, weights (teacher: `TeacherConfig`)."""
 
     student_temp: float = 0.1
-    teacher_temp_start: float = 0.04
-    teacher_temp: float = 0.07
-    teacher_temp_warmup_epochs: int = 30
     center_momentum: float = 0.9
     centering: str = "ema"  # ema (DINO) | sinkhorn (DINOv2), for the DINO and iBOT targets
     sinkhorn_iterations: int = 3
@@ -108,8 +127,6 @@ class OptimConfig:
     weight_decay_end: float = 0.4
     clip_grad: float = 3.0  # 0 disables clipping
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    momentum_teacher: float = 0.996
-    momentum_teacher_end: float = 1.0
     lr_scaling: str = "linear_256"  # linear_256 (base_lr * B / 256) | sqrt_1024 (DINOv2)
     layer_decay: float = 1.0  # layer-wise lr decay (block i of n gets decay ** (n - i))
     patch_embed_lr_mult: float = 1.0  # DINOv2: 0.2
@@ -126,10 +143,7 @@ class IBOTConfig:
     mask_min_patches: int = 4  # smallest block (BEiT)
     mask_aspect: list[float] = field(default_factory=lambda: [0.3, 1 / 0.3])
     separate_head: bool = True  # False shares the DINO head (and its prototypes)
-    out_dim: int = 65536
-    hidden_dim: int = 2048
-    bottleneck_dim: int = 256
-    nlayers: int = 3
+    head: IBOTHeadConfig = field(default_factory=IBOTHeadConfig)  # with separate_head only
     center_momentum: float = 0.9  # EMA centering only
 
 
@@ -139,7 +153,7 @@ class HighResConfig:
 
     iterations: int = 0
     global_size: int = 518
-    local_size: int = 0  # 0 keeps data.local_size (the batch size stays train's)
+    local_size: int = 0  # 0: data.local_size (the batch size stays train's)
     lr: float = 0.0  # constant lr of the phase; 0 keeps the last lr of the main schedule
 
 
@@ -183,7 +197,7 @@ class EvalConfig:
     val: str = ""  # labelled ImageFolder to classify
     k: list[int] = field(default_factory=lambda: [10, 20, 100, 200])
     temperature: float = 0.07
-    image_size: int = 0  # 0 = data.global_size
+    image_size: int = 0  # 0: data.global_size
     batch_size: int = 128
     every_epochs: int = 0  # online k-NN every N epochs during pretraining (0 = only at the end)
     student: bool = False  # also measure the student in the online k-NN
@@ -198,7 +212,7 @@ class VizConfig:
     every_epochs: int = 0  # write run_dir/viz/attention_epochNNNN.png every N epochs (0 = off)
     images: list[str] = field(default_factory=list)  # files or folders; [] = first of data.path
     num_images: int = 4  # at most this many images
-    image_size: int = 0  # shorter side in pixels (rounded to the patch); 0 = data.global_size
+    image_size: int = 0  # shorter side in pixels (rounded to the patch); 0: data.global_size
     block: int = -1  # which block's CLS attention (-1 = the last)
 
 
@@ -209,6 +223,7 @@ class Config:
     out_dir: str = "runs/dino"
     model: ModelConfig = field(default_factory=ModelConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -217,3 +232,14 @@ class Config:
     ibot: IBOTConfig = field(default_factory=IBOTConfig)
     highres: HighResConfig = field(default_factory=HighResConfig)
     viz: VizConfig = field(default_factory=VizConfig)
+
+    def __post_init__(self) -> None:
+        """Resolve the derived defaults once (idempotent: a resolved Config stays the same)."""
+        self.eval.image_size = self.eval.image_size or self.data.global_size
+        self.viz.image_size = self.viz.image_size or self.data.global_size
+        self.highres.local_size = self.highres.local_size or self.data.local_size
+        ibot = self.ibot.head
+        if ibot.norm_last_layer is None:
+            ibot.norm_last_layer = self.head.norm_last_layer
+        if ibot.freeze_last_layer_epochs is None:
+            ibot.freeze_last_layer_epochs = self.head.freeze_last_layer_epochs

@@ -68,7 +68,7 @@ def compare_with_baselines(
     same_class_folders(train_root, val_root)
     kw = (
         dict(
-            image_size=cfg.eval.image_size or cfg.data.global_size,
+            image_size=cfg.eval.image_size,
             mean=tuple(cfg.data.mean),
             std=tuple(cfg.data.std),
             precision=cfg.train.precision,

@@ -47,7 +47,7 @@ class OnlineKNN:
         self.cfg, self.device, self.precision = eval_cfg, torch.device(device), precision
         self.every = int(getattr(eval_cfg, "every_epochs", 0))
         self.with_student = bool(getattr(eval_cfg, "student", False))
-        self.image_size = eval_cfg.image_size or data_cfg.global_size
+        self.image_size = eval_cfg.image_size  # resolved by the Config (0 = data.global_size)
         self.mean, self.std = list(data_cfg.mean), list(data_cfg.std)
         self.num_workers = min(num_workers, 2)
         self.enabled = self.every > 0 and bool(eval_cfg.train and eval_cfg.val)

@@ -80,8 +80,8 @@ def budget_schedules(cfg: Config, horizon: int, total_batch: int) -> dict[str, n
         cfg,
         train=dataclasses.replace(cfg.train, epochs=1),
         optim=dataclasses.replace(cfg.optim, warmup_epochs=cfg.optim.warmup_epochs / epochs),
-        loss=dataclasses.replace(
-            cfg.loss, teacher_temp_warmup_epochs=cfg.loss.teacher_temp_warmup_epochs / epochs
+        teacher=dataclasses.replace(
+            cfg.teacher, temp_warmup_epochs=cfg.teacher.temp_warmup_epochs / epochs
         ),
     )
     return build_schedules(one_run, max(horizon, 1), total_batch)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from dinolab.config.schema import Config, HeadConfig, ModelConfig
+from dinolab.config.schema import Config, ModelConfig
 from dinolab.losses import DINOLoss, IBOTPatchLoss, koleo_loss
 from dinolab.models import build_backbone, build_head
 from dinolab.train.meta_arch import StudentTeacher
@@ -61,7 +61,7 @@ class DINOv2MetaArch(StudentTeacher):
             loss.sinkhorn_iterations,
         )  # fmt: skip
         if self.use_ibot:
-            ibot_dim = cfg.ibot.out_dim if cfg.ibot.separate_head else cfg.head.out_dim
+            ibot_dim = cfg.ibot.head.out_dim if cfg.ibot.separate_head else cfg.head.out_dim
             self.ibot_loss = IBOTPatchLoss(
                 ibot_dim, loss.student_temp, cfg.ibot.center_momentum, loss.centering,
                 loss.sinkhorn_iterations,
@@ -72,12 +72,7 @@ class DINOv2MetaArch(StudentTeacher):
         dino = build_head(self.cfg.head, backbone.embed_dim)
         ibot = None
         if self.use_ibot and self.cfg.ibot.separate_head:
-            i = self.cfg.ibot
-            ibot = build_head(
-                HeadConfig(i.out_dim, i.hidden_dim, i.bottleneck_dim, i.nlayers,
-                           self.cfg.head.norm_last_layer),
-                backbone.embed_dim,
-            )  # fmt: skip
+            ibot = build_head(self.cfg.ibot.head, backbone.embed_dim)
         return DINOv2Network(backbone, dino, ibot)
 
     def _features(self, net: DINOv2Network, xs: list[Tensor], masks: list) -> list[dict]:

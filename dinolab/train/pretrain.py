@@ -67,7 +67,7 @@ def evaluate_run_knn(trainer: Trainer, cfg: Config) -> dict:
         trainer.final_teacher or trainer.model.teacher.backbone,
         cfg.eval.train,
         cfg.eval.val,
-        image_size=cfg.eval.image_size or cfg.data.global_size,
+        image_size=cfg.eval.image_size,
         ks=cfg.eval.k,
         temperature=cfg.eval.temperature,
         out_dir=cfg.out_dir,
@@ -96,7 +96,7 @@ def highres_config(cfg: Config, iters_per_epoch: int) -> Config:
             f"{cfg.model.patch_size}; choose e.g. {cfg.model.patch_size * 37}."
         )
     hr.data.global_size = h.global_size
-    hr.data.local_size = h.local_size or cfg.data.local_size
+    hr.data.local_size = h.local_size
     main_steps = cfg.train.epochs * iters_per_epoch
     hr.train.epochs = cfg.train.epochs + math.ceil(h.iterations / iters_per_epoch)
     hr.train.max_steps = main_steps + h.iterations

@@ -70,27 +70,21 @@ def build_schedules(cfg: Config, iters_per_epoch: int, total_batch: int) -> dict
 
     Keys: `lr` (peak `peak_lr(cfg.optim, total_batch)` after a warm-up from 0, cosine to
     optim.min_lr), `wd` (cosine weight_decay -> weight_decay_end), `momentum` (teacher EMA,
-    cosine momentum_teacher -> momentum_teacher_end), `teacher_temp`.
+    cosine teacher.momentum -> teacher.momentum_end), `teacher_temp` (teacher.temp_*).
     """
     if iters_per_epoch < 1:
         raise ValueError(
             f"An epoch has {iters_per_epoch} iterations: the dataset is smaller than one batch; "
             "add images or lower train.batch_size."
         )
-    o, epochs = cfg.optim, cfg.train.epochs
+    o, t, epochs = cfg.optim, cfg.teacher, cfg.train.epochs
     return {
         "lr": cosine_schedule(
             peak_lr(o, total_batch), o.min_lr, epochs, iters_per_epoch, o.warmup_epochs
         ),
         "wd": cosine_schedule(o.weight_decay, o.weight_decay_end, epochs, iters_per_epoch),
-        "momentum": cosine_schedule(
-            o.momentum_teacher, o.momentum_teacher_end, epochs, iters_per_epoch
-        ),
+        "momentum": cosine_schedule(t.momentum, t.momentum_end, epochs, iters_per_epoch),
         "teacher_temp": teacher_temp_schedule(
-            cfg.loss.teacher_temp_start,
-            cfg.loss.teacher_temp,
-            cfg.loss.teacher_temp_warmup_epochs,
-            epochs,
-            iters_per_epoch,
+            t.temp_start, t.temp, t.temp_warmup_epochs, epochs, iters_per_epoch
         ),
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
 from dinolab import distributed as dist
 from dinolab.config.schema import Config
@@ -85,9 +86,8 @@ class TrainStep:
         if self.cfg.optim.clip_grad > 0:
             clip = parallel.clip_gradients_sharded if self.sharded else clip_gradients
             metrics["grad_norm"] = clip(self.model.student, self.cfg.optim.clip_grad)
-        cancel_last_layer_gradients(
-            self.model.student.head, epoch, self.cfg.head.freeze_last_layer_epochs
-        )
+        for head, freeze_epochs in self._heads():
+            cancel_last_layer_gradients(head, epoch, freeze_epochs)
         cancel_backbone_gradients(self.model, epoch, self.cfg.train.freeze_backbone_epochs)
         self.optimizer.step()
         self.model.update_teacher(v["momentum"])
@@ -95,6 +95,14 @@ class TrainStep:
             metrics = self._global_mean(metrics, share)
         metrics.update(v, epoch=epoch)
         return metrics
+
+    def _heads(self) -> list[tuple[nn.Module, int]]:
+        """Each student head with the epochs its last layer stays frozen (iBOT: its own key)."""
+        head, cfg = self.model.student.head, self.cfg
+        if isinstance(head, nn.ModuleDict) and "ibot" in head:
+            ibot = cfg.ibot.head.freeze_last_layer_epochs
+            return [(head["dino"], cfg.head.freeze_last_layer_epochs), (head["ibot"], ibot)]
+        return [(head, cfg.head.freeze_last_layer_epochs)]
 
     def _to_device(self, x):
         if not torch.is_tensor(x):

@@ -26,7 +26,7 @@ class RunPictures:
     def __init__(self, cfg, run_dir: str | Path, device: torch.device | str = "cpu") -> None:
         viz = cfg.viz
         self.every = int(viz.every_epochs)
-        self.size = int(viz.image_size or cfg.data.global_size)
+        self.size = int(viz.image_size)
         self.block = int(viz.block)
         self.mean, self.std = tuple(cfg.data.mean), tuple(cfg.data.std)
         self.device = torch.device(device)

@@ -31,9 +31,9 @@ def test_required_presets_exist_and_load(preset):
 def test_paper_recipe_values():
     cfg = load_config("dino_vits16")
     assert (cfg.model.arch, cfg.model.patch_size, cfg.head.out_dim) == ("vit_small", 16, 65536)
-    assert (cfg.loss.teacher_temp_start, cfg.loss.teacher_temp) == (0.04, 0.07)
-    assert cfg.loss.teacher_temp_warmup_epochs == 30
-    assert cfg.optim.momentum_teacher == 0.996 and cfg.loss.center_momentum == 0.9
+    assert (cfg.teacher.temp_start, cfg.teacher.temp) == (0.04, 0.07)
+    assert cfg.teacher.temp_warmup_epochs == 30
+    assert cfg.teacher.momentum == 0.996 and cfg.loss.center_momentum == 0.9
 
 
 def test_unknown_key_is_one_clear_sentence_with_a_suggestion():

@@ -9,6 +9,7 @@ from tests.eval.conftest import tiny_vit
 
 def eval_cfg(folders, **kw):
     cfg = EvalConfig(train=str(folders / "train"), val=str(folders / "val"), k=[1, 20])
+    cfg.image_size = 32  # a whole Config resolves 0 to data.global_size; a bare group cannot
     # the online keys may or may not be in the schema yet: set them either way
     return SimpleNamespace(**{**vars(cfg), "every_epochs": 2, "student": True, **kw})
 

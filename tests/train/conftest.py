@@ -54,7 +54,7 @@ def tiny_overrides(data_path, out_dir, **overrides) -> list[str]:
         "train.keep_checkpoints": 0,
         "optim.warmup_epochs": 0,
         "optim.base_lr": 0.002,
-        "loss.teacher_temp_warmup_epochs": 0,
+        "teacher.temp_warmup_epochs": 0,
         "out_dir": str(out_dir),
     }
     base.update(overrides)

@@ -22,9 +22,9 @@ ADAPTERS = {
 }  # fmt: skip
 FIXED_TARGETS = {  # teacher frozen and uncentred: the student must learn to match it
     "model.drop_path_rate": 0.0,
-    "optim.momentum_teacher": 1.0,
+    "teacher.momentum": 1.0,
     "loss.center_momentum": 1.0,
-    "loss.teacher_temp": 0.04,
+    "teacher.temp": 0.04,
     "head.freeze_last_layer_epochs": 0,
     "optim.base_lr": 0.5,
     "train.batch_size": 4,

@@ -48,13 +48,13 @@ def test_budget_schedules_keep_the_warmup_share(image_dir, tmp_path):
     cfg = tiny_config(
         image_dir,
         tmp_path,
-        **{"train.epochs": 10, "optim.warmup_epochs": 2, "loss.teacher_temp_warmup_epochs": 5},
+        **{"train.epochs": 10, "optim.warmup_epochs": 2, "teacher.temp_warmup_epochs": 5},
     )
     s = budget_schedules(cfg, 200, 64)
     assert all(len(v) == 200 for v in s.values())
     assert int(np.argmax(s["lr"])) in (39, 40)  # warm-up: 2 of 10 epochs = 20% of 200 steps
-    assert s["teacher_temp"][99] == pytest.approx(cfg.loss.teacher_temp, abs=1e-4)
-    assert s["teacher_temp"][0] == cfg.loss.teacher_temp_start
+    assert s["teacher_temp"][99] == pytest.approx(cfg.teacher.temp, abs=1e-4)
+    assert s["teacher_temp"][0] == cfg.teacher.temp_start
     assert s["lr"][-1] == pytest.approx(cfg.optim.min_lr, rel=0.1)  # cosine ends at min_lr
 
 

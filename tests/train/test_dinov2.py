@@ -20,9 +20,9 @@ V2 = {
     "model.layerscale_init": 0.1,
     "model.drop_path_uniform": True,
     "ibot.weight": 1.0,
-    "ibot.out_dim": 48,
-    "ibot.hidden_dim": 32,
-    "ibot.bottleneck_dim": 16,
+    "ibot.head.out_dim": 48,
+    "ibot.head.hidden_dim": 32,
+    "ibot.head.bottleneck_dim": 16,
     "loss.koleo_weight": 0.1,
     "loss.centering": "sinkhorn",
     "optim.lr_scaling": "sqrt_1024",
@@ -50,7 +50,7 @@ def test_dinov2_training_reduces_the_loss(image_dir, tmp_path):
         image_dir,
         tmp_path / "run",
         **{"train.epochs": 6, "model.drop_path_rate": 0.0, "optim.base_lr": 0.02,
-           "optim.momentum_teacher": 1.0},
+           "teacher.momentum": 1.0},
     )  # fmt: skip
     pretrain(cfg)
     rows = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
@@ -136,15 +136,16 @@ def test_published_presets_resolve_to_the_dinov2_recipe(preset, arch, ffn, batch
     m, o, loss, i = cfg.model, cfg.optim, cfg.loss, cfg.ibot
     assert (m.arch, m.ffn, m.patch_size, cfg.train.batch_size) == (arch, ffn, 14, batch)
     assert (m.layerscale_init, m.drop_path_rate, m.drop_path_uniform) == (1e-5, 0.4, True)
-    assert (cfg.head.out_dim, cfg.head.bottleneck_dim, i.out_dim, i.bottleneck_dim) == (
+    assert (cfg.head.out_dim, cfg.head.bottleneck_dim, i.head.out_dim, i.head.bottleneck_dim) == (
         131072,
         384,
         131072,
         256,
     )
     assert i.weight == 1.0 and i.separate_head and i.mask_ratio == [0.1, 0.5]
+    assert (i.head.norm_last_layer, i.head.freeze_last_layer_epochs) == (False, 1)
     assert (loss.centering, loss.koleo_weight) == ("sinkhorn", 0.1)
-    assert (o.lr_scaling, o.base_lr, o.momentum_teacher, o.patch_embed_lr_mult) == (
+    assert (o.lr_scaling, o.base_lr, cfg.teacher.momentum, o.patch_embed_lr_mult) == (
         "sqrt_1024",
         2e-4,
         0.994,

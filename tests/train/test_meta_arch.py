@@ -62,9 +62,9 @@ def test_resnet50_trains_too(tmp_path):
 _V2 = {
     "model.patch_size": 4,
     "ibot.weight": 1.0,
-    "ibot.out_dim": 48,
-    "ibot.hidden_dim": 32,
-    "ibot.bottleneck_dim": 16,
+    "ibot.head.out_dim": 48,
+    "ibot.head.hidden_dim": 32,
+    "ibot.head.bottleneck_dim": 16,
     "loss.koleo_weight": 0.1,
 }
 

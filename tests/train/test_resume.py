@@ -6,6 +6,7 @@ run must end with weights bit-identical to the one that ran straight through.
 
 import errno
 import logging
+import shutil
 
 import pytest
 import torch
@@ -188,3 +189,34 @@ def test_trim_metrics_drops_what_a_resume_logs_again(tmp_path):
     trim_metrics(path, 3)
     assert path.read_text() == rows[0] + "\n" + rows[1] + "\n"
     trim_metrics(tmp_path / "absent.jsonl", 0)  # nothing to trim is fine
+
+
+def _to_old_layout(path) -> None:
+    """Rewrite a run's config.yaml with the keys dinolab used before `teacher` and `ibot.head`."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(OmegaConf.load(path))
+    t = cfg.pop("teacher")
+    cfg["optim"].update(momentum_teacher=t["momentum"], momentum_teacher_end=t["momentum_end"])
+    cfg["loss"].update(
+        teacher_temp_start=t["temp_start"],
+        teacher_temp=t["temp"],
+        teacher_temp_warmup_epochs=t["temp_warmup_epochs"],
+    )
+    head = cfg["ibot"].pop("head")
+    cfg["ibot"].update({k: head[k] for k in ("out_dim", "hidden_dim", "bottleneck_dim", "nlayers")})
+    cfg["eval"]["image_size"] = cfg["viz"]["image_size"] = cfg["highres"]["local_size"] = 0
+    path.write_text(OmegaConf.to_yaml(cfg))
+
+
+def test_a_run_saved_with_the_old_config_keys_resumes_like_the_new_one(data, tmp_path):
+    new, old = tmp_path / "new", tmp_path / "old"
+    assert main(["pretrain", str(data), *tiny_overrides(data, new), "train.max_steps=4"]) == 0
+    shutil.copytree(new, old)
+    _to_old_layout(old / "config.yaml")
+    assert "momentum_teacher" in (old / "config.yaml").read_text()
+    for run in (new, old):  # the same command on both: the old config.yaml is the same run
+        assert main(["pretrain", "--resume", str(run), "train.max_steps=0"]) == 0
+    expected = load_checkpoint(new / "checkpoint.pth")
+    assert expected["global_step"] == 6
+    _assert_same_weights(old, expected["model"])

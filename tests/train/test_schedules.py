@@ -50,7 +50,7 @@ def test_teacher_temperature_warmup_beyond_run_is_clipped():
 
 def test_build_schedules_from_config():
     cfg = Config()
-    cfg.train.epochs, cfg.optim.warmup_epochs, cfg.loss.teacher_temp_warmup_epochs = 10, 2, 3
+    cfg.train.epochs, cfg.optim.warmup_epochs, cfg.teacher.temp_warmup_epochs = 10, 2, 3
     s = build_schedules(cfg, iters_per_epoch=5, total_batch=512)
     assert set(s) == {"lr", "wd", "momentum", "teacher_temp"}
     assert all(len(v) == 50 for v in s.values())
