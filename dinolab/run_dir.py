@@ -5,7 +5,10 @@ A run directory (`out_dir`) holds:
   config.yaml                    the resolved config (rebuilds the model for evaluation)
   checkpoint.pth                 the latest checkpoint (atomic; `checkpoint_NNNN.pth` snapshots)
   teacher_backbone.safetensors   the teacher backbone (`dinolab.models.weights` format)
-  metrics.jsonl                  one JSON row per step (and k-NN rows); tensorboard/ beside it
+  metrics.jsonl                  one JSON row per step (and k-NN rows)
+  train.log                      every log message of the run, with times (all sessions)
+  tensorboard/, wandb/, mlruns/  what the loggers of `train.loggers` write; loggers.json keeps
+                                 the W&B / MLflow run ids so a resumed run logs to the same run
   summary.json, curves.png, viz/ the end-of-run summary, curves and attention pictures
 
 Ground floor: imports models/ and config/, never train/, eval/, viz/ or cli.
@@ -40,6 +43,8 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CURVES = "curves.png"
 TENSORBOARD = "tensorboard"
+TEXT_LOG = "train.log"
+LOGGER_IDS = "loggers.json"
 VIZ = "viz"
 _SNAPSHOT = re.compile(r"checkpoint_(\d+)\.pth")
 

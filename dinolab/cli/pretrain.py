@@ -78,7 +78,9 @@ def _print_summary(summary: dict) -> None:
     print(f"epochs / steps  {summary['epochs']} / {summary['steps']}")
     print(f"checkpoint      {run}/checkpoint.pth")
     print(f"teacher         {summary.get('teacher_backbone')}")
-    print(f"metrics         {run}/metrics.jsonl  (TensorBoard: {run}/tensorboard)")
+    tensorboard = f"  (TensorBoard: {run}/tensorboard)" if Path(run, "tensorboard").is_dir() else ""
+    print(f"metrics         {run}/metrics.jsonl{tensorboard}")
+    print(f"log             {run}/train.log")
     if summary.get("curves"):
         print(f"curves          {summary['curves']}")
     if summary.get("skipped_images"):

@@ -178,7 +178,12 @@ class TrainConfig:
     keep_checkpoints: int = 1  # numbered snapshots kept besides checkpoint.pth (0 = none)
     log_every_steps: int = 10
     progress: bool = True
-    tensorboard: bool = True
+    # where metrics, the config and pictures go besides metrics.jsonl and train.log: any of
+    # tensorboard (RUN/tensorboard), wandb (RUN/wandb; offline without an API key or with
+    # WANDB_MODE=offline), mlflow (MLFLOW_TRACKING_URI, else a file store in RUN/mlruns)
+    loggers: list[str] = field(default_factory=lambda: ["tensorboard"])
+    project: str = "dinolab"  # the W&B project / MLflow experiment of train.loggers
+    tensorboard: bool = True  # false drops tensorboard from train.loggers (older configs)
     # Several processes (torchrun / SLURM): see dinolab/train/parallel.py.
     global_batch_size: int = 0  # >0: batch_size = global_batch_size / processes
     parallel: str = "ddp"  # ddp | fsdp (FSDP2: student, teacher and optimizer sharded)

@@ -13,6 +13,7 @@ import numpy as np
 from dinolab.config.loader import save_config
 from dinolab.config.schema import Config
 from dinolab.run_dir import CONFIG, CURVES, METRICS, SUMMARY, has_checkpoint
+from dinolab.train.loggers import detach_text_log
 from dinolab.train.run_checkpoint import remove_partial_writes
 from dinolab.train.schedules import build_schedules
 from dinolab.train.trainer import Trainer
@@ -46,15 +47,22 @@ def pretrain(cfg: Config, resume: bool = False) -> dict:
         log.info("run directory %s has no checkpoint yet: starting the run from step 0", run_dir)
         (run_dir / METRICS).unlink(missing_ok=True)  # rows of the attempt that died
         remove_partial_writes(run_dir)
-    trainer = Trainer(cfg, resume=resume and started)
-    summary = trainer.fit()
-    if cfg.highres.iterations > 0 and trainer.epoch >= cfg.train.epochs:
-        del trainer  # free the low-resolution loader and model before the final phase
-        trainer = highres_trainer(cfg)
+    trainer = None
+    try:  # the loggers stay open for the end-of-run k-NN; closed whatever happens
+        trainer = Trainer(cfg, resume=resume and started)
         summary = trainer.fit()
-    if cfg.eval.train and cfg.eval.val and trainer.is_main:
-        summary["knn"] = evaluate_run_knn(trainer, cfg)
-        (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+        if cfg.highres.iterations > 0 and trainer.epoch >= cfg.train.epochs:
+            trainer.close()
+            trainer = None  # free the low-resolution loader and model before the final phase
+            trainer = highres_trainer(cfg)
+            summary = trainer.fit()
+        if cfg.eval.train and cfg.eval.val and trainer.is_main:
+            summary["knn"] = evaluate_run_knn(trainer, cfg)
+            (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+    finally:
+        if trainer is not None:
+            trainer.close()
+        detach_text_log()
     return summary
 
 
@@ -83,6 +91,7 @@ def evaluate_run_knn(trainer: Trainer, cfg: Config) -> dict:
     trainer.logger.enabled = True
     trainer.logger.log_scalars(trainer.global_step, top1, prefix="knn")
     plot_training_curves(trainer.run_dir / METRICS, trainer.run_dir / CURVES, cfg.head.out_dim)
+    trainer.logger.log_image("curves", trainer.run_dir / CURVES, trainer.global_step)
     return result
 
 

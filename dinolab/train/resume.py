@@ -30,6 +30,8 @@ RESUMABLE_KEYS = frozenset(
         "train.log_every_steps",
         "train.progress",
         "train.tensorboard",
+        "train.loggers",
+        "train.project",
         "train.dist_timeout_s",
         "data.num_workers",
     }

@@ -49,6 +49,12 @@ from dinolab.run_dir import (
     has_checkpoint,
 )
 from dinolab.train.budget import RunBudget
+from dinolab.train.loggers import (
+    attach_text_log,
+    check_loggers,
+    detach_text_log,
+    open_loggers,
+)
 from dinolab.train.monitor import MetricsLogger
 from dinolab.train.run_checkpoint import RunCheckpoints
 from dinolab.train.schedules import build_schedules
@@ -77,6 +83,7 @@ class Trainer(RunCheckpoints):
     def __init__(self, cfg: Config, resume: bool = False):
         self.cfg = cfg
         t = cfg.train
+        check_loggers(cfg)  # an unknown or missing logger fails before anything is written
         self.run_dir = Path(cfg.out_dir)
         self.device = resolve_device(t.device)
         self.precision, precision_note = resolve_precision(t.precision, self.device)
@@ -133,11 +140,13 @@ class Trainer(RunCheckpoints):
         self.loader = self._loader()
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            attach_text_log(self.run_dir)
             notes = [f"resolved on {probe_cpu().model} ({self.device}):", *self.runtime_notes]
             save_config(cfg, self.run_dir / CONFIG, notes)
             for note in self.runtime_notes:
                 log.info(note)
-        self.logger = MetricsLogger(self.run_dir, self.is_main, t.tensorboard)
+        loggers = open_loggers(cfg, self.run_dir, self.global_step) if self.is_main else []
+        self.logger = MetricsLogger(self.run_dir, self.is_main, loggers)
         self.online_knn = None
         if self.is_main and cfg.eval.every_epochs > 0:
             from dinolab.eval.online import OnlineKNN
@@ -282,7 +291,8 @@ class Trainer(RunCheckpoints):
             best = {k: v for k, v in scores.items() if k.endswith("_top1")}
             log.info("epoch %d online k-NN: %s", self.epoch, best)
         if self.pictures is not None and self.pictures.due(self.epoch):
-            self.pictures.run(teacher, self.epoch)
+            picture = self.pictures.run(teacher, self.epoch)
+            self.logger.log_image("attention", picture, self.global_step)
 
     def _note_skipped(self, errors: list[str]) -> None:
         """Warn once per unreadable file and run (every epoch meets the same files again)."""
@@ -290,6 +300,11 @@ class Trainer(RunCheckpoints):
             if err not in self.skipped:
                 self.skipped[err] = None
                 log.warning("skipped unreadable image %s", err)
+
+    def close(self) -> None:
+        """Close the loggers and train.log (`pretrain` does; after `fit`, call it yourself)."""
+        self.logger.close()
+        detach_text_log()
 
     def _finish(self, elapsed: float) -> dict:
         summary = {
@@ -303,7 +318,6 @@ class Trainer(RunCheckpoints):
             summary["train_minutes"] = round(self.budget.plan.used_s / 60, 3)
         self.final_teacher = self._plain_backbone(self.model.teacher.backbone)
         if self.is_main:
-            self.logger.close()
             teacher_file = self.run_dir / TEACHER_FILE
             if not self.sharded:  # a sharded save() has just exported these same weights
                 export_teacher(self.final_teacher, self.cfg, self.run_dir)
@@ -315,5 +329,6 @@ class Trainer(RunCheckpoints):
                 summary["curves"] = str(
                     plot_training_curves(metrics, self.run_dir / CURVES, self.cfg.head.out_dim)
                 )
+                self.logger.log_image("curves", self.run_dir / CURVES, self.global_step)
             (self.run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
         return summary

@@ -7,7 +7,7 @@ from dinolab.train.monitor import MetricsLogger, NonFiniteLossError, read_metric
 
 
 def test_every_step_gets_a_row(tmp_path):
-    logger = MetricsLogger(tmp_path, tensorboard=False)
+    logger = MetricsLogger(tmp_path)
     for step in range(5):
         logger.log_step(step, {"loss": torch.tensor(1.0 + step), "lr": 0.1 * step})
     last = logger.flush()
@@ -18,7 +18,7 @@ def test_every_step_gets_a_row(tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path):
-    logger = MetricsLogger(tmp_path, tensorboard=False)
+    logger = MetricsLogger(tmp_path)
     logger.log_step(0, {"loss": torch.tensor(1.0)})
     logger.log_step(1, {"loss": torch.tensor(float("nan"))})
     with pytest.raises(NonFiniteLossError, match="step 1.*last good checkpoint"):
