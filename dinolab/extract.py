@@ -9,10 +9,16 @@ feats["cls_layers"]     # [N, n, D] CLS of the last n blocks (last_n=n, ViTs)
 feats["pooled_layers"]  # [N, n, D] pooled patch tokens of the last n blocks
 feats["paths"]          # the image of each row (unreadable files are skipped and listed
                         # in feats["skipped"])
+
+Images are prepared as the model expects (`dinolab.models.preprocessing`): a run's own
+normalisation and evaluation size, the record in an export's metadata, ImageNet statistics at
+224 px for published models; `image_size=`, `mean=`, `std=` override it. `save_features` writes
+.safetensors, .npz, .npy, .csv (one row per image) or .pt (`torch.load(weights_only=True)`).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from collections.abc import Sequence
@@ -29,9 +35,10 @@ from tqdm.auto import tqdm
 from dinolab.data import EvalTransform, ImageDataset, build_dataset, collate_labeled
 from dinolab.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from dinolab.hardware import autocast, resolve_precision
+from dinolab.models.preprocessing import preprocessing_of
 
 log = logging.getLogger("dinolab")
-OUTPUT_SUFFIXES = (".npy", ".npz", ".safetensors")
+OUTPUT_SUFFIXES = (".npy", ".npz", ".safetensors", ".csv", ".pt")
 
 
 def check_image_size(model: nn.Module, h: int, w: int) -> int:
@@ -46,10 +53,16 @@ def check_image_size(model: nn.Module, h: int, w: int) -> int:
     return patch
 
 
-def image_transform(size: int, crop: bool = True, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """Resize (shorter side to size * 256/224) + centre crop, or a plain resize to size^2."""
+def image_transform(
+    size: int,
+    crop: bool = True,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    resize_ratio: float = 256 / 224,
+):
+    """Resize (shorter side to size * resize_ratio) + centre crop, or a plain resize to size^2."""
     if crop:
-        return EvalTransform(size, mean=mean, std=std)
+        return EvalTransform(size, resize_ratio, mean=mean, std=std)
     return T.Compose(
         [
             T.Resize((size, size), interpolation=T.InterpolationMode.BICUBIC, antialias=True),
@@ -89,7 +102,7 @@ def extract(
     model: nn.Module | str | Path,
     images: Any,
     *,
-    image_size: int = 224,
+    image_size: int | None = None,
     batch_size: int = 32,
     patch_tokens: bool = False,
     last_n: int = 0,
@@ -97,8 +110,8 @@ def extract(
     weights: str | Path | None = None,
     device: str | torch.device = "cpu",
     precision: str = "auto",
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     num_workers: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -107,12 +120,15 @@ def extract(
     `model` is a module or anything `dinolab.hub.load` takes (hub name, weights file, run
     directory). `images` is a folder (recursive), a .txt list of paths, a list of paths or a
     normalised tensor [B, 3, H, W]. Images are resized to `image_size` (a multiple of the
-    patch size) and centre-cropped unless `crop=False`.
+    patch size) and centre-cropped unless `crop=False`; `image_size`, `mean` and `std` default
+    to the model's own (`preprocessing_of(model)`).
     """
     if not isinstance(model, nn.Module):
         from dinolab.hub import load
 
         model = load(model, weights=weights)
+    pre = preprocessing_of(model)
+    image_size, mean, std = image_size or pre.image_size, mean or pre.mean, std or pre.std
     device = torch.device(device)
     precision, _ = resolve_precision(precision, device)
     model = model.to(device).eval()
@@ -133,7 +149,8 @@ def extract(
         paths = [f"tensor[{i}]" for i in range(len(images))]
     else:
         check_image_size(model, image_size, image_size)
-        dataset = _dataset(images, image_transform(image_size, crop, mean, std))
+        transform = image_transform(image_size, crop, mean, std, pre.resize_ratio)
+        dataset = _dataset(images, transform)
         loader = DataLoader(
             dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_labeled
         )
@@ -151,27 +168,64 @@ def extract(
     return result
 
 
-def save_features(feats: dict[str, Any], out: str | Path, meta: dict | None = None) -> list[Path]:
-    """Write the tensors of `feats` to `out` (.safetensors, .npz or .npy); returns the files.
+FORMATS = ("safetensors", "npz", "npy", "csv", "pt")
 
-    .safetensors / .npz hold every tensor (and the paths); .npy holds the CLS features, with
-    the other tensors in `<stem>.<name>.npy` and the paths in `<stem>.paths.txt` beside it.
+
+def feature_format(out: str | Path, fmt: str | None = None) -> str:
+    """The format to write: `fmt`, else the suffix of `out` (one sentence when neither is)."""
+    fmt = fmt or Path(out).suffix.lstrip(".")
+    if fmt not in FORMATS:
+        raise ValueError(
+            f"'{out}': unknown feature format '{fmt}'; use a suffix or --format among "
+            f"{', '.join(FORMATS)}."
+        )
+    return fmt
+
+
+def check_csv_features(patch_tokens: bool, last_n: int) -> None:
+    """CSV holds one row per image: refuse per-patch / per-layer outputs before extracting."""
+    if patch_tokens or last_n:
+        raise ValueError(
+            "CSV holds one row of numbers per image: --patch-tokens and --last-n need "
+            "--format pt, npz or safetensors."
+        )
+
+
+def save_features(
+    feats: dict[str, Any], out: str | Path, meta: dict | None = None, fmt: str | None = None
+) -> list[Path]:
+    """Write the tensors of `feats` to `out` as `fmt` (default: out's suffix); returns the files.
+
+    safetensors / npz / pt hold every tensor and the paths (pt: a dict for
+    `torch.load(weights_only=True)`, with `meta`); npy holds the CLS features, csv the CLS
+    features as `path,cls_0,...` rows; the other tensors go to `<stem>.<name>.npy|csv` and
+    (npy) the paths to `<stem>.paths.txt` beside it.
     """
     out = Path(out)
-    if out.suffix not in OUTPUT_SUFFIXES:
-        raise ValueError(f"'{out}' has an unknown suffix: use one of {', '.join(OUTPUT_SUFFIXES)}.")
+    fmt = feature_format(out, fmt)
     out.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in feats.items() if isinstance(v, torch.Tensor)}
     paths = list(feats.get("paths", []))
-    if out.suffix == ".safetensors":
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (meta or {}).items()}
+    if fmt == "safetensors":
         from safetensors.torch import save_file
 
-        metadata = {"paths": json.dumps(paths), **{k: str(v) for k, v in (meta or {}).items()}}
-        save_file(tensors, str(out), metadata=metadata)
+        save_file(tensors, str(out), metadata={"paths": json.dumps(paths), **meta})
         return [out]
-    if out.suffix == ".npz":
+    if fmt == "npz":
         np.savez(out, paths=np.array(paths), **{k: v.numpy() for k, v in tensors.items()})
         return [out]
+    if fmt == "pt":
+        torch.save({**tensors, "paths": paths, "meta": meta}, out)
+        return [out]
+    if fmt == "csv":
+        check_csv_features(any(v.dim() > 2 for v in tensors.values()), 0)
+        written = [out]
+        _write_csv(out, "cls", tensors.pop("cls"), paths)
+        for k, v in tensors.items():
+            written.append(out.with_name(f"{out.stem}.{k}.csv"))
+            _write_csv(written[-1], k, v, paths)
+        return written
     written = [out]
     np.save(out, tensors.pop("cls").numpy())
     for k, v in tensors.items():
@@ -180,3 +234,11 @@ def save_features(feats: dict[str, Any], out: str | Path, meta: dict | None = No
     written.append(out.with_name(f"{out.stem}.paths.txt"))
     written[-1].write_text("".join(p + "\n" for p in paths))
     return written
+
+
+def _write_csv(path: Path, name: str, rows: torch.Tensor, paths: list[str]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", *(f"{name}_{i}" for i in range(rows.shape[1]))])
+        for p, row in zip(paths, rows.tolist(), strict=True):
+            writer.writerow([p, *(f"{x:.7g}" for x in row)])

@@ -28,6 +28,7 @@ from torch import nn
 
 from dinolab.config.loader import load_saved_config
 from dinolab.config.schema import Config, ModelConfig
+from dinolab.models.preprocessing import Preprocessing, set_preprocessing
 from dinolab.models.weights import (
     build_inference_backbone,
     load_backbone,
@@ -172,17 +173,24 @@ def export_teacher(backbone: nn.Module, cfg: Config, run_dir: str | Path) -> Pat
 
 def load_run_backbone(run: str | Path) -> tuple[nn.Module, Config]:
     """The eval-mode teacher backbone of a run directory (its export, else its checkpoint)
-    and the run's config; `run` may also be an exported `.safetensors` file."""
+    and the run's config; `run` may also be an exported `.safetensors` file. The backbone
+    carries the run's preprocessing (`backbone.preprocessing`: normalisation, image size)."""
     run = Path(run)
     if run.is_file() and run.suffix == ".safetensors":
         cfg_path = run.parent / CONFIG
-        cfg = load_saved_config(cfg_path) if cfg_path.is_file() else Config()
-        return load_backbone(run), cfg
+        backbone = load_backbone(run)
+        if not cfg_path.is_file():
+            return backbone, Config()
+        cfg = load_saved_config(cfg_path)
+        if getattr(backbone, "preprocessing", None) is None:  # a file older than the record
+            set_preprocessing(backbone, Preprocessing.from_config(cfg))
+        return backbone, cfg
     if not run.is_dir():
         raise FileNotFoundError(f"Run directory '{run}' does not exist.")
     cfg = load_saved_config(run / CONFIG)
     if (run / TEACHER_FILE).is_file():
-        return load_backbone(run / TEACHER_FILE), cfg
+        backbone = load_backbone(run / TEACHER_FILE)
+        return set_preprocessing(backbone, Preprocessing.from_config(cfg)), cfg
     ckpt = run / CHECKPOINT
     if not ckpt.is_file():
         raise FileNotFoundError(
@@ -198,4 +206,4 @@ def load_run_backbone(run: str | Path) -> tuple[nn.Module, Config]:
     model_cfg = ModelConfig(**asdict(cfg.model))
     backbone = build_inference_backbone(model_cfg)  # the rule the run trained with
     load_state_dict_strict(backbone, state, f"the {model_cfg.arch} backbone")
-    return backbone.eval(), cfg
+    return set_preprocessing(backbone.eval(), Preprocessing.from_config(cfg)), cfg

@@ -55,8 +55,29 @@ def test_save_formats(tmp_path, vit):
     assert {p.name for p in files} >= {"f.npy", "f.pooled.npy", "f.paths.txt"}
     (npz,) = save_features(f, tmp_path / "f.npz")
     assert np.load(npz)["patch_tokens"].shape == (3, 4, 4, 64)
-    with pytest.raises(ValueError, match="unknown suffix"):
-        save_features(f, tmp_path / "f.csv")
+    with pytest.raises(ValueError, match="unknown feature format 'txt'; use a suffix or --format"):
+        save_features(f, tmp_path / "f.txt")
+    with pytest.raises(ValueError, match="CSV holds one row of numbers per image"):
+        save_features(f, tmp_path / "f.csv")  # patch tokens have no row per image
+    assert not (tmp_path / "f.csv").exists()
+
+
+def test_csv_and_pt_hold_one_row_per_image(tmp_path, vit):
+    import csv
+
+    f = extract(vit, torch.randn(3, 3, 32, 32), progress=False)
+    files = save_features(f, tmp_path / "f.csv")
+    assert [p.name for p in files] == ["f.csv", "f.pooled.csv"]
+    with files[0].open() as h:
+        rows = list(csv.reader(h))
+    assert rows[0][:2] == ["path", "cls_0"] and len(rows[0]) == 1 + 64 and len(rows) == 1 + 3
+    assert rows[3][0] == "tensor[2]"
+    got = torch.tensor([[float(x) for x in r[1:]] for r in rows[1:]])
+    assert torch.allclose(got, f["cls"], rtol=1e-6, atol=1e-7)
+    (pt,) = save_features(f, tmp_path / "feats.bin", {"image_size": 32}, fmt="pt")
+    back = torch.load(pt, weights_only=True)
+    assert torch.equal(back["cls"], f["cls"]) and back["paths"] == f["paths"]
+    assert back["meta"] == {"image_size": "32"}
 
 
 def test_bad_image_size(tmp_path, vit):

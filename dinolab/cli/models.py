@@ -32,12 +32,13 @@ def cmd_hub_load(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from dinolab.extract import OUTPUT_SUFFIXES, extract, save_features
+    from dinolab.extract import check_csv_features, extract, feature_format, save_features
 
-    if not args.out.endswith(OUTPUT_SUFFIXES):  # fail before the model and images are read
-        raise ValueError(f"--out '{args.out}' must end in one of {', '.join(OUTPUT_SUFFIXES)}.")
+    fmt = feature_format(args.out, args.format)  # fail before the model and images are read
+    if fmt == "csv":
+        check_csv_features(args.patch_tokens, args.last_n)
     rt = runtime(args)
-    resolved = model_from_args(args)
+    resolved = model_from_args(args)  # its own preprocessing: a run's, an export's, ImageNet
     size = args.image_size or resolved.image_size
     feats = extract(
         resolved.model,
@@ -54,7 +55,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
         num_workers=rt.num_workers,
         progress=rt.progress,
     )
-    files = save_features(feats, args.out, {"model": args.model, "image_size": size})
+    meta = {"model": args.model, "image_size": size, "mean": resolved.mean, "std": resolved.std}
+    files = save_features(feats, args.out, meta, fmt)
     shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in feats.items() if hasattr(v, "shape"))
     print(f"{len(feats['paths'])} images ({len(feats['skipped'])} skipped): {shapes}")
     print("written to " + ", ".join(str(f) for f in files))
@@ -76,12 +78,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     x = sub.add_parser("extract", help="features of a folder of images with a frozen backbone")
     add_model_args(x)
     x.add_argument("images", help="image folder (recursive) or .txt list of image paths")
-    x.add_argument("--out", required=True, help="feats.safetensors, feats.npz or feats.npy")
+    x.add_argument(
+        "--out", required=True, help="feats.safetensors, .npz, .npy, .csv or .pt (or --format)"
+    )
+    x.add_argument(
+        "--format",
+        choices=["safetensors", "npz", "npy", "csv", "pt"],
+        help="file format (default: the suffix of --out); csv: one `path,cls_0,...` row per "
+        "image; pt: a dict of tensors + paths for torch.load",
+    )
     x.add_argument(
         "--image-size",
         type=int,
         default=0,
-        help="a multiple of the patch size (default: the run's eval size, else 224)",
+        help="a multiple of the patch size (default: the model's own: a run's eval size, an "
+        "export's recorded size, 224 for published models)",
     )
     x.add_argument("--batch-size", type=int, default=32)
     x.add_argument("--patch-tokens", action="store_true", help="also the patch-token maps")

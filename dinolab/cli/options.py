@@ -10,8 +10,9 @@ Runtime flags (`add_runtime_args`, on every command that runs a model on images)
 Model flags (`add_model_args`): MODEL is a dinolab run directory, a weights file (teacher
 .safetensors, .pth, ...) or a hub name (`dinolab hub list`; `--weights PATH` for offline
 published weights). `resolve_model` turns them into the eval-mode backbone and the
-normalisation and image size it expects: a run's data.mean / data.std and eval size, ImageNet
-mean / std and 224 for anything else.
+normalisation and image size it expects (`dinolab.models.preprocessing`): a run's data.mean /
+data.std and eval size, the record in a dinolab / HF export's metadata, ImageNet mean / std
+and 224 for published models and foreign files.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ import torch
 from torch import nn
 
 from dinolab.hardware import PRECISIONS
+from dinolab.models.preprocessing import Preprocessing, preprocessing_of, set_preprocessing
 
 log = logging.getLogger("dinolab")
 MODEL_HELP = "run directory, weights file (.safetensors / .pth) or hub name (dinolab hub list)"
-HUB_IMAGE_SIZE = 224
 
 
 def add_runtime_args(p: argparse.ArgumentParser, workers: bool = True, config: bool = False):
@@ -103,7 +104,7 @@ class ResolvedModel:
     model: nn.Module  # eval mode (a BackboneWithHead with `with_head`)
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    image_size: int  # the run's eval size; 224 for hub models and foreign files
+    image_size: int  # the size it was trained / evaluated at (224 for published models)
     run_dir: Path | None  # the run it belongs to (results go there by default)
     name: str
 
@@ -116,14 +117,13 @@ def resolve_model(
     with_head: bool = False,
 ) -> ResolvedModel:
     """The one way every command reads MODEL (see the module docstring)."""
-    from dinolab.data.augment import IMAGENET_MEAN, IMAGENET_STD
     from dinolab.hub import MODELS, load
 
     which = "student" if student else "teacher"
     name = str(spec)
     if name in MODELS:
         model = load(name, weights=weights, pretrained=pretrained, which=which, with_head=with_head)
-        return ResolvedModel(model, IMAGENET_MEAN, IMAGENET_STD, HUB_IMAGE_SIZE, None, name)
+        return _resolved(model, None, name)
     if weights is not None:
         raise ValueError(
             f"--weights goes with a hub name, and '{name}' is not one: pass the weights file "
@@ -135,7 +135,7 @@ def resolve_model(
         run_dir = path.parent  # a file of a run: its teacher export or checkpoint
     if run_dir is None:
         model = load(path, which=which, with_head=with_head)
-        return ResolvedModel(model, IMAGENET_MEAN, IMAGENET_STD, HUB_IMAGE_SIZE, None, name)
+        return _resolved(model, None, name)
     from dinolab.config.loader import load_saved_config
 
     cfg = load_saved_config(run_dir / "config.yaml")
@@ -144,8 +144,13 @@ def resolve_model(
         model = _from_run_checkpoint(checkpoint, cfg, which, with_head)
     else:
         model = load(path)
-    size = cfg.eval.image_size
-    return ResolvedModel(model, tuple(cfg.data.mean), tuple(cfg.data.std), size, run_dir, name)
+    set_preprocessing(model, Preprocessing.from_config(cfg))  # the run's own, whatever the file
+    return _resolved(model, run_dir, name)
+
+
+def _resolved(model: nn.Module, run_dir: Path | None, name: str) -> ResolvedModel:
+    pre = preprocessing_of(model)
+    return ResolvedModel(model, pre.mean, pre.std, pre.image_size, run_dir, name)
 
 
 def _from_run_checkpoint(path: Path, cfg, which: str, with_head: bool) -> nn.Module:

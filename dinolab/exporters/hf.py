@@ -10,6 +10,7 @@ slightly from the original DINO / DINOv2 code that dinolab reproduces.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from torch import nn
 from dinolab.exporters.safetensors import model_config_of
 from dinolab.extras import require
 from dinolab.models import convert
+from dinolab.models.preprocessing import preprocessing_of
 from dinolab.models.vision_transformer import VisionTransformer
 
 
@@ -63,6 +65,8 @@ def export_hf(model: nn.Module, out: str | Path, check: bool = True) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(str(out))
+    processor = preprocessing_of(backbone).hf_processor_config()  # AutoImageProcessor reads it
+    (out / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
     save_file({k: v.contiguous() for k, v in sd.items()}, str(out / "model.safetensors"),
               metadata={"format": "pt"})  # fmt: skip
     if check:

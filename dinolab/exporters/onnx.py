@@ -20,6 +20,7 @@ from torch import nn
 
 from dinolab.extract import check_image_size
 from dinolab.extras import available, require
+from dinolab.models.preprocessing import METADATA_KEY, preprocessing_of
 from dinolab.models.weights import pos_interpolation
 
 log = logging.getLogger("dinolab")
@@ -45,14 +46,20 @@ def dynamic_hw(model: nn.Module) -> bool:
 def export_onnx(
     model: nn.Module,
     out: str | Path,
-    image_size: int | tuple[int, int] = 224,
+    image_size: int | tuple[int, int] | None = None,
     opset: int = 18,
     check: bool = True,
 ) -> Path:
-    """Write `out` (.onnx); with `check`, compare onnxruntime with PyTorch on one batch."""
+    """Write `out` (.onnx); with `check`, compare onnxruntime with PyTorch on one batch.
+
+    `image_size` defaults to the model's own (`preprocessing_of`), which the file's metadata
+    (`preprocessing`: mean, std, image size) records for whoever feeds it.
+    """
     for module in ("onnx", "onnxscript"):  # torch.onnx.export(dynamo=True) imports both
         require(module, "onnx", "ONNX export")
     backbone = getattr(model, "backbone", model).eval()
+    preprocessing = preprocessing_of(backbone)
+    image_size = image_size or preprocessing.image_size
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
     patch = check_image_size(backbone, h, w)
     dynamic = dynamic_hw(backbone)
@@ -81,9 +88,21 @@ def export_onnx(
             external_data=False,
             verbose=False,
         )
+    _add_metadata(out, {METADATA_KEY: preprocessing.to_json()})
     if check:
         check_onnx(wrapper, out, x)
     return out
+
+
+def _add_metadata(path: Path, props: dict[str, str]) -> None:
+    """Strings in the model's metadata_props (onnxruntime: custom_metadata_map)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
 
 
 def check_onnx(wrapper: nn.Module, path: Path, x: torch.Tensor, tol: float = 1e-4) -> float:

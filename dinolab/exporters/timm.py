@@ -21,6 +21,12 @@ from torch import nn
 from dinolab.exporters.safetensors import model_config_of
 from dinolab.extras import require
 from dinolab.models import convert
+from dinolab.models.preprocessing import (
+    METADATA_KEY,
+    Preprocessing,
+    preprocessing_of,
+    set_preprocessing,
+)
 from dinolab.models.resnet import ResNetBackbone
 from dinolab.models.vision_transformer import VisionTransformer
 
@@ -72,7 +78,12 @@ def export_timm(model: nn.Module, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.contiguous() for k, v in sd.items()}
-    meta = {"format": "timm", "timm_model": name, "timm_kwargs": json.dumps(kwargs)}
+    meta = {
+        "format": "timm",
+        "timm_model": name,
+        "timm_kwargs": json.dumps(kwargs),
+        METADATA_KEY: preprocessing_of(backbone).to_json(),
+    }
     save_file(sd, str(out), metadata=meta)
     return out
 
@@ -91,4 +102,14 @@ def load_timm(path: str | Path) -> nn.Module:
         meta["timm_model"], pretrained=False, **json.loads(meta["timm_kwargs"])
     )
     model.load_state_dict(load_file(str(path)), strict=True)
-    return model.eval()
+    pre = Preprocessing.from_metadata(meta)
+    if pre is not None:  # what timm.data.resolve_data_config(model=model) reads
+        model.pretrained_cfg = {
+            **getattr(model, "pretrained_cfg", {}),
+            "input_size": (3, pre.image_size, pre.image_size),
+            "mean": pre.mean,
+            "std": pre.std,
+            "crop_pct": 1 / pre.resize_ratio,
+            "interpolation": "bicubic",
+        }
+    return set_preprocessing(model.eval(), pre)

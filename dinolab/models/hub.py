@@ -9,6 +9,7 @@ the root facade's (`dinolab.hub.load`), which comes here for everything else.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from dinolab.config.schema import ModelConfig
 from dinolab.models import convert
 from dinolab.models.adapters import is_adapter_arch
 from dinolab.models.heads import DINOHead
+from dinolab.models.preprocessing import Preprocessing, set_preprocessing
 from dinolab.models.vision_transformer import VisionTransformer
 from dinolab.models.weights import (
     backbone_from_export,
@@ -216,7 +218,12 @@ def load(
 def _load_dir(path: Path) -> nn.Module:
     if (path / "config.json").is_file():
         sd, _ = read_weights(path / "model.safetensors")
-        return _load_file_state(sd, {}, "teacher", False, None, None, f"the model of '{path}'")
+        model = _load_file_state(sd, {}, "teacher", False, None, None, f"the model of '{path}'")
+        processor = path / "preprocessor_config.json"
+        if processor.is_file():
+            config = json.loads(processor.read_text())
+            set_preprocessing(model, Preprocessing.from_hf_processor_config(config))
+        return model
     raise FileNotFoundError(
         f"'{path}' is neither a dinolab run directory (config.yaml) nor a HuggingFace model "
         "directory (config.json + model.safetensors)."
@@ -226,9 +233,10 @@ def _load_dir(path: Path) -> nn.Module:
 def _load_file(path, which, with_head, model_cfg, rule, what) -> nn.Module:
     obj, meta = read_weights(path)
     try:
-        return _load_file_state(obj, meta, which, with_head, model_cfg, rule, what)
+        model = _load_file_state(obj, meta, which, with_head, model_cfg, rule, what)
     except ValueError as exc:
         raise ValueError(f"'{path}': {exc}") from None
+    return set_preprocessing(model, Preprocessing.from_metadata(meta))
 
 
 def _load_file_state(obj, meta, which, with_head, model_cfg, rule, what) -> nn.Module:

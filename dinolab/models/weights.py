@@ -4,7 +4,8 @@
   with `torch.load(weights_only=True)`: loading a file never runs code from it, and every
   unreadable file is one sentence naming it.
 - The dinolab backbone format (`FORMAT`): a safetensors file with the backbone's tensors, its
-  `ModelConfig` (JSON, metadata `model`) and its position-embedding rule (`pos_interpolation`).
+  `ModelConfig` (JSON, metadata `model`), its position-embedding rule (`pos_interpolation`)
+  and its input normalisation and size (`preprocessing`, `dinolab.models.preprocessing`).
   `save_backbone` writes it, `load_backbone` / `backbone_from_export` rebuild the backbone.
 - `load_state_dict_strict`: every key or none, with an error naming the keys.
 """
@@ -24,6 +25,12 @@ from torch import nn
 
 from dinolab.config.schema import Config, ModelConfig
 from dinolab.models.build import build_backbone
+from dinolab.models.preprocessing import (
+    METADATA_KEY,
+    Preprocessing,
+    preprocessing_of,
+    set_preprocessing,
+)
 
 FORMAT = "dinolab-backbone-v1"
 # The rule the trainer's backbones use (bicubic, size=, no antialias): the default of files
@@ -91,15 +98,21 @@ def save_backbone(
     path: str | Path,
     extra_metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Write `backbone`'s weights, its ModelConfig and its position-embedding rule (JSON
-    metadata) atomically."""
+    """Write `backbone`'s weights, its ModelConfig, its position-embedding rule and its input
+    preprocessing (JSON metadata) atomically. The preprocessing is the run's with a Config,
+    else what the backbone carries (`dinolab.models.preprocessing`)."""
     path = Path(path)
     model_cfg = cfg.model if isinstance(cfg, Config) else cfg
+    if isinstance(cfg, Config):
+        preprocessing = Preprocessing.from_config(cfg)
+    else:
+        preprocessing = preprocessing_of(backbone)
     tensors = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
     metadata = {
         "format": FORMAT,
         "model": json.dumps(asdict(model_cfg)),
         "pos_interpolation": json.dumps(pos_interpolation(backbone)),
+        METADATA_KEY: preprocessing.to_json(),
         **(extra_metadata or {}),
     }
     tmp = path.with_name(path.name + ".tmp")
@@ -142,7 +155,7 @@ def backbone_from_export(
     model_cfg = export_config(meta)
     backbone = build_inference_backbone(model_cfg, *export_rule(meta))
     load_state_dict_strict(backbone, state, what or f"the {model_cfg.arch} backbone")
-    return backbone.eval()
+    return set_preprocessing(backbone.eval(), Preprocessing.from_metadata(meta))
 
 
 def load_backbone(path: str | Path) -> nn.Module:
