@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 
+from dinolab import __version__
 from dinolab.cli import eval as eval_commands
 from dinolab.cli import models, pretrain, viz
 from dinolab.config.loader import ConfigError
@@ -36,6 +37,7 @@ USER_ERRORS = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dinolab", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"dinolab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     pretrain.register(sub)
     eval_commands.register(sub)
