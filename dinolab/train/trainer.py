@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from dinolab import distributed as dist
 from dinolab.config.loader import save_config, to_yaml
@@ -49,6 +48,7 @@ from dinolab.run_dir import (
     has_checkpoint,
 )
 from dinolab.train.budget import RunBudget
+from dinolab.train.horizon import planned_steps
 from dinolab.train.loggers import (
     attach_text_log,
     check_loggers,
@@ -56,6 +56,7 @@ from dinolab.train.loggers import (
     open_loggers,
 )
 from dinolab.train.monitor import MetricsLogger
+from dinolab.train.progress import RunProgress, epoch_label
 from dinolab.train.run_checkpoint import RunCheckpoints
 from dinolab.train.schedules import build_schedules
 from dinolab.train.step import TrainStep
@@ -215,61 +216,57 @@ class Trainer(RunCheckpoints):
         t_start = time.perf_counter()
         if self.budget is not None:
             self.budget.start()
-        while not self._done():
-            self.sampler.set_epoch(self.epoch)
-            self.sampler.set_start_batch(self.step_in_epoch)
-            bar = tqdm(
-                total=self.iters_per_epoch,
-                initial=self.step_in_epoch,
-                desc=f"epoch {self.epoch + 1}" + ("" if self.budget else f"/{cfg.epochs}"),
-                unit="step",
-                disable=not (self.is_main and cfg.progress),
-                dynamic_ncols=True,
-            )
-            t_window, n_window = time.perf_counter(), 0
-            for batch in self.loader:
-                self._note_skipped(batch["skipped"])
-                mine = batch["num_images"]
-                counts = dist.gather_ints(mine) if self.world_size > 1 else [mine]
-                total = sum(counts)
-                if min(counts) > 0:
-                    metrics = self._step(batch, mine * self.world_size / total, mine / total)
-                    n_window += total
-                    self.logger.log_step(self.global_step, metrics)
-                elif total > 0:
-                    log.warning(
-                        "step %d skipped: a process had no readable image", self.global_step
-                    )
-                self.global_step += 1
-                self.step_in_epoch += 1
-                if self.budget is not None and (new := self.budget.tick(self.global_step)):
-                    self.schedules = new
-                bar.update(1)
-                if self.global_step % cfg.log_every_steps == 0:
-                    row = self.logger.flush()
-                    rate = n_window / max(time.perf_counter() - t_window, 1e-9)
-                    t_window, n_window = time.perf_counter(), 0
-                    bar.set_postfix(
-                        loss=f"{row.get('loss', float('nan')):.3f}",
-                        lr=f"{row.get('lr', 0):.2e}",
-                        img_s=f"{rate:.1f}",
-                    )
-                every = cfg.checkpoint_every_steps
-                if every > 0 and self.global_step % every == 0:
-                    self.save()
-                if self._done():
-                    break
-            bar.close()
-            if self.step_in_epoch >= self.iters_per_epoch:
-                self.epoch, self.step_in_epoch = self.epoch + 1, 0
-                self._epoch_evals()
-                if self.budget is not None:  # evaluations do not count against the budget
-                    self.budget.start()
-                if self.epoch % cfg.checkpoint_every_epochs == 0 and not self._done():
-                    self.save()
+        show, epochs = self.is_main and cfg.progress, None if self.budget else cfg.epochs
+        label = epoch_label(self.epoch + 1, epochs)
+        with RunProgress(self._horizon(), self.global_step, show, label) as progress:
+            while not self._done():
+                progress.set_epoch(self.epoch + 1, epochs)
+                self._train_epoch(progress)
         self.save()
         elapsed = time.perf_counter() - t_start
         return self._finish(elapsed)
+
+    def _horizon(self) -> int | None:
+        """Planned total steps (None while a time budget has no plan yet)."""
+        if self.budget is not None:
+            return self.budget.plan.horizon or None
+        return planned_steps(self.cfg, self.iters_per_epoch)
+
+    def _train_epoch(self, progress: RunProgress) -> None:
+        """The rest of the current epoch (or up to the stop), then its evaluations and save."""
+        cfg = self.cfg.train
+        self.sampler.set_epoch(self.epoch)
+        self.sampler.set_start_batch(self.step_in_epoch)
+        for batch in self.loader:
+            self._note_skipped(batch["skipped"])
+            mine = batch["num_images"]
+            counts = dist.gather_ints(mine) if self.world_size > 1 else [mine]
+            total, metrics = sum(counts), None
+            if min(counts) > 0:
+                metrics = self._step(batch, mine * self.world_size / total, mine / total)
+                self.logger.log_step(self.global_step, metrics)
+            elif total > 0:
+                log.warning("step %d skipped: a process had no readable image", self.global_step)
+            self.global_step += 1
+            self.step_in_epoch += 1
+            if self.budget is not None and (new := self.budget.tick(self.global_step)):
+                self.schedules = new
+                progress.set_total(self.budget.plan.horizon)
+            progress.update(metrics, total)
+            if self.global_step % cfg.log_every_steps == 0:
+                self.logger.flush()
+            every = cfg.checkpoint_every_steps
+            if every > 0 and self.global_step % every == 0:
+                self.save()
+            if self._done():
+                break
+        if self.step_in_epoch >= self.iters_per_epoch:
+            self.epoch, self.step_in_epoch = self.epoch + 1, 0
+            self._epoch_evals()
+            if self.budget is not None:  # evaluations do not count against the budget
+                self.budget.start()
+            if self.epoch % cfg.checkpoint_every_epochs == 0 and not self._done():
+                self.save()
 
     def _epoch_evals(self) -> None:
         """Online k-NN and attention pictures on rank 0 (under FSDP all ranks gather first)."""
