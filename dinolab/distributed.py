@@ -157,12 +157,18 @@ def _cpu_group() -> Any:
 
 def gather_ints(value: int) -> list[int]:
     """`value` from every process, in rank order, over the CPU group ([value] alone)."""
+    return [row[0] for row in gather_int_lists([value])]
+
+
+def gather_int_lists(values: list[int]) -> list[list[int]]:
+    """`values` (the same length everywhere) from every process, in rank order, in one
+    collective over the CPU group ([values] alone)."""
     if not is_dist():
-        return [value]
-    out = [torch.zeros(1, dtype=torch.int64) for _ in range(get_world_size())]
+        return [list(values)]
+    out = [torch.zeros(len(values), dtype=torch.int64) for _ in range(get_world_size())]
     with collective_errors("counting images"):
-        dist.all_gather(out, torch.tensor([value], dtype=torch.int64), group=_cpu_group())
-    return [int(t) for t in out]
+        dist.all_gather(out, torch.tensor(values, dtype=torch.int64), group=_cpu_group())
+    return [[int(v) for v in t] for t in out]
 
 
 def check_same_config(text: str) -> None:

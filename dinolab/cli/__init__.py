@@ -21,6 +21,7 @@ from dinolab.cli import models, pretrain, viz
 from dinolab.config.loader import ConfigError
 from dinolab.distributed import DistributedError
 from dinolab.run_dir import CheckpointWriteError
+from dinolab.train.interrupt import TrainingInterrupted
 from dinolab.train.monitor import NonFiniteLossError
 
 log = logging.getLogger("dinolab")
@@ -65,11 +66,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"dinolab: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            "dinolab: interrupted; resume with `dinolab pretrain --resume RUN_DIR`.",
-            file=sys.stderr,
-        )
+    except TrainingInterrupted as exc:  # a signal, a checkpoint saved: exc says how to resume
+        print(f"dinolab: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt as exc:  # `pretrain` adds what was saved and how to go on
+        print(f"dinolab: interrupted{'; ' + str(exc) if str(exc) else ''}.", file=sys.stderr)
         return 130
     finally:
         log.setLevel(level)

@@ -60,10 +60,27 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         if paths:
             cfg.data.path = paths[0]
         resume = False
-    summary = pretrain(cfg, resume=resume)
+    try:
+        summary = pretrain(cfg, resume=resume)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training began
+        raise KeyboardInterrupt(resume_hint(Path(cfg.out_dir))) from None
     if is_main_process():  # under torchrun only rank 0 prints
         _print_summary(summary)
     return 0
+
+
+def resume_hint(run_dir: Path) -> str:
+    """How to go on with the run in `run_dir` after a stop, given what it holds."""
+    from dinolab.run_dir import CONFIG, has_checkpoint
+
+    if has_checkpoint(run_dir):
+        return f"resume from its last checkpoint with `dinolab pretrain --resume {run_dir}`"
+    if (run_dir / CONFIG).is_file():
+        return (
+            f"no checkpoint was saved yet; `dinolab pretrain --resume {run_dir}` starts the run "
+            "again from step 0"
+        )
+    return "nothing was saved; run the same command again"
 
 
 def _as_dict(cfg) -> dict:

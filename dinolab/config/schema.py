@@ -189,6 +189,9 @@ class TrainConfig:
     parallel: str = "ddp"  # ddp | fsdp (FSDP2: student, teacher and optimizer sharded)
     dist_backend: str = "auto"  # auto (nccl on GPU, gloo on CPU) | gloo | nccl
     dist_timeout_s: int = 1800  # a collective waiting longer means a process died
+    # Ctrl-C / SIGTERM: finish the step, save, stop; exit unsaved if the save has not begun
+    # this many seconds after the signal (SLURM and torchrun kill 30 s after SIGTERM)
+    stop_grace_s: float = 30.0
     compile: bool = False  # torch.compile each backbone block (or the whole ResNet)
     activation_checkpointing: bool = False  # recompute student blocks in backward
     freeze_backbone_epochs: int = 0  # heads-only warm-up: no backbone updates in epochs < N

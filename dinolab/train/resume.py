@@ -33,6 +33,7 @@ RESUMABLE_KEYS = frozenset(
         "train.loggers",
         "train.project",
         "train.dist_timeout_s",
+        "train.stop_grace_s",
         "data.num_workers",
     }
 )

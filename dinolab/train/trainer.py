@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 from torch import nn
@@ -49,6 +50,7 @@ from dinolab.run_dir import (
 )
 from dinolab.train.budget import RunBudget
 from dinolab.train.horizon import planned_steps
+from dinolab.train.interrupt import StopSignal, TrainingInterrupted, ignore_stop_signals
 from dinolab.train.loggers import (
     attach_text_log,
     check_loggers,
@@ -134,6 +136,7 @@ class Trainer(RunCheckpoints):
         self.iters_per_epoch = self.sampler.batches_per_epoch
         self.schedules = build_schedules(cfg, self.iters_per_epoch, self.global_batch)
         self.budget = RunBudget(cfg, self.global_batch) if t.time_budget else None
+        self.stop = StopSignal(t.stop_grace_s)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.skipped: dict[str, None] = {}  # each unreadable file once, in the order met
         if resume:
@@ -169,6 +172,7 @@ class Trainer(RunCheckpoints):
             batch_sampler=EpochBatchSampler(self.sampler),
             num_workers=workers,
             collate_fn=functools.partial(collate_multicrop, masks=self.masks),
+            worker_init_fn=ignore_stop_signals,  # the signal is this process's to handle
             pin_memory=self.device.type == "cuda",
             persistent_workers=workers > 0,  # keeps decoded-image caches across epochs
             prefetch_factor=4 if workers > 0 else None,
@@ -218,7 +222,7 @@ class Trainer(RunCheckpoints):
             self.budget.start()
         show, epochs = self.is_main and cfg.progress, None if self.budget else cfg.epochs
         label = epoch_label(self.epoch + 1, epochs)
-        with RunProgress(self._horizon(), self.global_step, show, label) as progress:
+        with self.stop, RunProgress(self._horizon(), self.global_step, show, label) as progress:
             while not self._done():
                 progress.set_epoch(self.epoch + 1, epochs)
                 self._train_epoch(progress)
@@ -240,7 +244,9 @@ class Trainer(RunCheckpoints):
         for batch in self.loader:
             self._note_skipped(batch["skipped"])
             mine = batch["num_images"]
-            counts = dist.gather_ints(mine) if self.world_size > 1 else [mine]
+            counts, signum = self.stop.gather(mine)  # one collective: all ranks stop together
+            if signum:
+                self._interrupted(signum)
             total, metrics = sum(counts), None
             if min(counts) > 0:
                 metrics = self._step(batch, mine * self.world_size / total, mine / total)
@@ -267,6 +273,14 @@ class Trainer(RunCheckpoints):
                 self.budget.start()
             if self.epoch % cfg.checkpoint_every_epochs == 0 and not self._done():
                 self.save()
+
+    def _interrupted(self, signum: int) -> NoReturn:
+        """Save where the run stands (the batch in hand is trained again on resume), stop."""
+        self.stop.saving()
+        self.save()
+        if self.is_main:
+            self.logger.close()
+        raise TrainingInterrupted(self.run_dir, signum, self.global_step)
 
     def _epoch_evals(self) -> None:
         """Online k-NN and attention pictures on rank 0 (under FSDP all ranks gather first)."""

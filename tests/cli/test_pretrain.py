@@ -121,3 +121,46 @@ def test_a_folder_without_one_readable_image_is_refused_before_anything_is_writt
         assert err.startswith("dinolab: error: ") and words in err, err
         assert "\n" not in err and "Traceback" not in err
         assert not run.exists()
+
+
+def test_sigterm_saves_a_checkpoint_prints_the_resume_command_and_the_resume_finishes(
+    tmp_path, capsys
+):
+    data = make_images(tmp_path / "images", n=24)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "dinolab", "pretrain", str(data), f"out_dir={run}", *TINY]
+    cmd += ["train.epochs=16", "train.log_every_steps=1"]  # 48 steps: not done at the kill
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics, deadline = run / "metrics.jsonl", time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    step = load_checkpoint(run / "checkpoint.pth")["global_step"]
+    assert 2 <= step < 48
+    assert err.strip().splitlines()[-1] == (
+        f"dinolab: stopped by SIGTERM at step {step}: checkpoint saved; resume with "
+        f"`dinolab pretrain --resume {run}`"
+    )
+    assert "Traceback" not in err
+    assert main(["pretrain", "--resume", str(run)]) == 0
+    assert load_checkpoint(run / "checkpoint.pth")["global_step"] == 48
+    assert "epochs / steps  16 / 48" in capsys.readouterr().out
+
+
+def test_the_ctrl_c_hint_says_what_was_saved(tmp_path):
+    from dinolab.cli.pretrain import resume_hint
+
+    run = tmp_path / "run"
+    assert resume_hint(run) == "nothing was saved; run the same command again"
+    run.mkdir()
+    (run / "config.yaml").write_text("out_dir: x\n")
+    assert "no checkpoint was saved yet; `dinolab pretrain --resume" in resume_hint(run)
+    (run / "checkpoint.pth").write_bytes(b"")
+    assert resume_hint(run) == (
+        f"resume from its last checkpoint with `dinolab pretrain --resume {run}`"
+    )

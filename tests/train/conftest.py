@@ -1,10 +1,15 @@
 """A tiny synthetic image folder and a tiny config, shared by the trainer tests."""
 
+import contextlib
+from unittest import mock
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from dinolab import distributed as dist
 from dinolab.config.loader import load_config
+from dinolab.train.trainer import Trainer
 
 
 def make_images(root, n=24, size=32, seed=0):
@@ -63,3 +68,21 @@ def tiny_overrides(data_path, out_dir, **overrides) -> list[str]:
 
 def tiny_config(data_path, out_dir, **overrides):
     return load_config(overrides=tiny_overrides(data_path, out_dir, **overrides))
+
+
+@contextlib.contextmanager
+def stop_after(steps: int, only_rank: int | None = None):
+    """Every Trainer run inside stops after `steps` optimizer steps as on SIGTERM: it saves,
+    then raises TrainingInterrupted. Unlike train.max_steps this leaves the run's horizon, and
+    so its schedules, as they are: the way to cut a run that must resume to the same weights.
+    `only_rank`: only that rank gets the "signal" (the others must agree to stop with it)."""
+    real = Trainer._step
+
+    def step(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        if self.global_step + 1 == steps and only_rank in (None, dist.get_rank()):
+            self.stop.request()
+        return out
+
+    with mock.patch.object(Trainer, "_step", step):
+        yield

@@ -1,9 +1,10 @@
 """Run by tests/train/test_distributed.py under `torchrun --nproc_per_node=2`.
 
-argv: OUT_DIR key=value...  With the given overrides: 3 FSDP2 steps (OUT_DIR/fsdp); a DDP run
-with drop-path straight through (OUT_DIR/ddp_straight) and one stopped after 4 steps and resumed
-(OUT_DIR/ddp_split). Then checks that a config differing across ranks and a rank that stops
-answering both raise clear errors. Each rank writes what it saw to OUT_DIR/rank<R>.json.
+argv: OUT_DIR key=value...  With the given overrides: 3 FSDP2 steps, then a stop (OUT_DIR/fsdp);
+a DDP run with drop-path straight through (OUT_DIR/ddp_straight) and one that only rank 1
+signals to stop after 4 steps, then resumed (OUT_DIR/ddp_split). Then checks that a config
+differing across ranks and a rank that stops answering both raise clear errors. Each rank
+writes what it saw to OUT_DIR/rank<R>.json.
 """
 
 import json
@@ -15,20 +16,30 @@ import torch.distributed as tdist
 
 from dinolab import distributed as dist
 from dinolab.config.loader import load_config
+from dinolab.train.interrupt import TrainingInterrupted
 from dinolab.train.pretrain import pretrain
+from tests.train.conftest import stop_after
 
 
 def main() -> None:
     out, base = Path(sys.argv[1]), sys.argv[2:]
-    fsdp = ["train.parallel=fsdp", "train.max_steps=3", f"out_dir={out / 'fsdp'}"]
-    summary = pretrain(load_config(overrides=[*base, *fsdp]))
+    fsdp = ["train.parallel=fsdp", f"out_dir={out / 'fsdp'}"]
+    try:
+        with stop_after(3):  # 3 steps of the whole run's schedules, then a checkpoint
+            pretrain(load_config(overrides=[*base, *fsdp]))
+    except TrainingInterrupted as e:
+        fsdp_steps = e.step
     ddp = ["train.parallel=ddp", "model.drop_path_rate=0.2"]
     pretrain(load_config(overrides=[*base, *ddp, f"out_dir={out / 'ddp_straight'}"]))
     split = [*base, *ddp, f"out_dir={out / 'ddp_split'}"]
-    pretrain(load_config(overrides=[*split, "train.max_steps=4"]))  # stops mid-epoch 2
-    pretrain(load_config(overrides=split), resume=True)
     rank = dist.get_rank()
-    seen = {"steps": summary["steps"], "world": dist.get_world_size()}
+    seen = {"steps": fsdp_steps, "world": dist.get_world_size()}
+    try:
+        with stop_after(4, only_rank=1):  # a SIGTERM that only rank 1 gets, mid-epoch 2
+            pretrain(load_config(overrides=split))
+    except TrainingInterrupted as e:  # every rank stops at the same step, with one checkpoint
+        seen["stopped_at"] = e.step
+    pretrain(load_config(overrides=split), resume=True)
     try:
         dist.check_same_config(f"out_dir: same\ntrain.seed: {rank}\n")
     except ValueError as e:

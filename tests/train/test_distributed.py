@@ -119,6 +119,8 @@ def test_two_process_resume_is_exact(runs):
     straight = load_checkpoint(tmp / "ddp_straight" / "checkpoint.pth")
     split = load_checkpoint(tmp / "ddp_split" / "checkpoint.pth")
     assert straight["global_step"] == split["global_step"] == 6
+    seen = [json.loads((tmp / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [s["stopped_at"] for s in seen] == [4, 4]  # rank 1 got the signal, both stopped
     for k, v in straight["model"].items():
         assert torch.equal(v, split["model"][k]), k
 
