@@ -4,10 +4,11 @@ A user with a CPU thinks in minutes, not epochs. Given a budget (`"30min"`, `"2h
 the run plans a horizon of H steps from its measured step time and builds every schedule (lr
 warm-up + cosine, weight decay, teacher momentum, teacher temperature) for H steps, the
 warm-ups keeping the share of the run the config gives them (`optim.warmup_epochs /
-train.epochs`). The horizon is re-planned as the step time changes (a shared machine, a slower
-epoch), so the cosine ends when the budget does. Training time counts (steps, data waits,
-checkpoints); online k-NN and pictures do not. The plan (budget, time used, horizon) is saved
-in every checkpoint, so a resumed run continues it with the budget that is left.
+train.epochs`), and never past `train.max_steps`. The horizon is re-planned as the step
+time changes (a shared machine, a slower epoch), so the cosine ends when the budget does.
+Training time counts (steps, data waits, checkpoints); online k-NN and pictures do not. The
+plan (budget, time used, horizon) is saved in every checkpoint, so a resumed run continues it
+with the budget that is left.
 """
 
 from __future__ import annotations
@@ -56,10 +57,11 @@ class BudgetPlan:
     def remaining_s(self) -> float:
         return max(self.budget_s - self.used_s, 0.0)
 
-    def replan(self, step: int, seconds_per_step: float) -> bool:
-        """Set the horizon from the time left and the step time; True when it changed by >1%."""
+    def replan(self, step: int, seconds_per_step: float, max_steps: int = 0) -> bool:
+        """Set the horizon from the time left and the step time (at most `max_steps` when > 0);
+        True when it changed by >1%."""
         left = int(self.remaining_s() / max(seconds_per_step, 1e-6))
-        horizon = step + left
+        horizon = min(step + left, max_steps) if max_steps > 0 else step + left
         changed = self.horizon == 0 or abs(horizon - self.horizon) > 0.01 * self.horizon
         if changed:
             self.horizon = horizon
@@ -135,7 +137,7 @@ class RunBudget:
         used_s, per_step = (float(v) for v in dist.all_reduce_max(numbers))
         self.plan.used_s = used_s
         before = self.plan.horizon
-        if not self.plan.replan(step, per_step):
+        if not self.plan.replan(step, per_step, self.cfg.train.max_steps):
             return None
         if before == 0:
             log.info(

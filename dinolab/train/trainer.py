@@ -49,7 +49,7 @@ from dinolab.run_dir import (
     has_checkpoint,
 )
 from dinolab.train.budget import RunBudget
-from dinolab.train.horizon import planned_steps
+from dinolab.train.horizon import finished_hint, planned_steps, run_schedules
 from dinolab.train.interrupt import StopSignal, TrainingInterrupted, ignore_stop_signals
 from dinolab.train.loggers import (
     attach_text_log,
@@ -60,7 +60,6 @@ from dinolab.train.loggers import (
 from dinolab.train.monitor import MetricsLogger
 from dinolab.train.progress import RunProgress, epoch_label
 from dinolab.train.run_checkpoint import RunCheckpoints
-from dinolab.train.schedules import build_schedules
 from dinolab.train.step import TrainStep
 
 log = logging.getLogger("dinolab")
@@ -134,7 +133,7 @@ class Trainer(RunCheckpoints):
         self.sharded = self.train_step.sharded
         self.masks = IBOTBatchMasks.from_config(cfg)  # None for DINO: no mask cost
         self.iters_per_epoch = self.sampler.batches_per_epoch
-        self.schedules = build_schedules(cfg, self.iters_per_epoch, self.global_batch)
+        self.schedules = run_schedules(cfg, self.iters_per_epoch, self.global_batch)
         self.budget = RunBudget(cfg, self.global_batch) if t.time_budget else None
         self.stop = StopSignal(t.stop_grace_s)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
@@ -209,13 +208,8 @@ class Trainer(RunCheckpoints):
     def _fit(self) -> dict:
         cfg = self.cfg.train
         if self._done():
-            log.info(
-                "run in %s is already finished (epoch %d of %d); raise train.epochs to "
-                "train longer",
-                self.run_dir,
-                self.epoch,
-                cfg.epochs,
-            )
+            hint = finished_hint(self.cfg, self.epoch, self.global_step, self.iters_per_epoch)
+            log.info("run in %s is already finished (%s)", self.run_dir, hint)
         self.model.train()
         t_start = time.perf_counter()
         if self.budget is not None:

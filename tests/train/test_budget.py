@@ -10,9 +10,10 @@ import torch
 from dinolab.train import budget as budget_mod
 from dinolab.train.budget import BudgetPlan, RunBudget, budget_schedules, parse_duration
 from dinolab.train.checkpoint import load_checkpoint
+from dinolab.train.interrupt import TrainingInterrupted
 from dinolab.train.pretrain import pretrain
 
-from .conftest import tiny_config
+from .conftest import stop_after, tiny_config
 
 
 @pytest.mark.parametrize(
@@ -82,7 +83,8 @@ def test_budgeted_run_stops_at_the_horizon_and_resumes_exactly(image_dir, tmp_pa
     straight = pretrain(tiny_config(image_dir, tmp_path / "a", **budget))
     assert straight["steps"] == 20  # 3 steps x 1 s timed, then 17 more fit in 20 s
     fake_clock(monkeypatch)
-    pretrain(tiny_config(image_dir, tmp_path / "b", **budget, **{"train.max_steps": 8}))
+    with stop_after(8), pytest.raises(TrainingInterrupted):
+        pretrain(tiny_config(image_dir, tmp_path / "b", **budget))
     state = load_checkpoint(tmp_path / "b" / "checkpoint.pth")
     assert state["budget"]["horizon"] == 20 and state["budget"]["used_s"] == 8.0
     fake_clock(monkeypatch)

@@ -8,12 +8,13 @@ import torch
 from dinolab.config.loader import load_config
 from dinolab.data import IBOTBatchMasks
 from dinolab.train.checkpoint import load_checkpoint
+from dinolab.train.interrupt import TrainingInterrupted
 from dinolab.train.monitor import read_metrics
 from dinolab.train.pretrain import pretrain
 from dinolab.train.schedules import build_schedules, peak_lr
 from dinolab.train.trainer import Trainer
 
-from .conftest import tiny_config
+from .conftest import stop_after, tiny_config
 
 V2 = {
     "model.patch_size": 4,  # 8 x 8 patches per global crop: room for iBOT blocks
@@ -78,7 +79,8 @@ def test_dinov2_resume_is_exact(image_dir, tmp_path):
     straight = tmp_path / "straight"
     pretrain(_v2(image_dir, straight, **extra))
     split = tmp_path / "split"
-    pretrain(_v2(image_dir, split, **extra, **{"train.max_steps": 2}))
+    with stop_after(2), pytest.raises(TrainingInterrupted):
+        pretrain(_v2(image_dir, split, **extra))
     Trainer(_v2(image_dir, split, **extra), resume=True).fit()
     a, b = (load_checkpoint(d / "checkpoint.pth")["model"] for d in (straight, split))
     assert a.keys() == b.keys()

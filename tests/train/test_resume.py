@@ -14,11 +14,12 @@ import torch
 from dinolab.cli import main
 from dinolab.train import checkpoint as ckpt
 from dinolab.train.checkpoint import CheckpointWriteError, load_checkpoint
+from dinolab.train.interrupt import TrainingInterrupted
 from dinolab.train.monitor import read_metrics, trim_metrics
 from dinolab.train.pretrain import pretrain
 from dinolab.train.trainer import Trainer
 
-from .conftest import make_images, tiny_config, tiny_overrides
+from .conftest import make_images, stop_after, tiny_config, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,9 @@ def test_resume_auto_starts_then_continues_and_refuses_another_config(
     run = tmp_path / "run"
     command = ["pretrain", str(data), *tiny_overrides(data, run), "--resume", "auto"]
     with caplog.at_level(logging.INFO, logger="dinolab"):
-        assert main([*command, "train.max_steps=4"]) == 0  # a new run, stopped mid-epoch 2
+        with stop_after(4):  # a new run, stopped mid-epoch 2 by a SIGTERM
+            assert main(command) == 143
+    assert "stopped by SIGTERM at step 4: checkpoint saved" in capsys.readouterr().err
     assert "starting a new run in" in caplog.text
     assert load_checkpoint(run / "checkpoint.pth")["global_step"] == 4
 
@@ -98,7 +101,8 @@ def test_truncated_checkpoint_falls_back_to_the_newest_good_snapshot(
 ):
     run = tmp_path / "run"
     keep = {"train.keep_checkpoints": 2}
-    pretrain(tiny_config(data, run, **keep, **{"train.max_steps": 4}))
+    with stop_after(4), pytest.raises(TrainingInterrupted):
+        pretrain(tiny_config(data, run, **keep))
     snapshot = run / "checkpoint_0001.pth"  # end of epoch 1 = step 3
     assert load_checkpoint(snapshot)["global_step"] == 3
     latest = run / "checkpoint.pth"
@@ -119,7 +123,8 @@ def test_truncated_checkpoint_falls_back_to_the_newest_good_snapshot(
 
 def test_missing_checkpoint_falls_back_and_no_good_one_is_one_error(data, tmp_path, capsys):
     run = tmp_path / "run"
-    pretrain(tiny_config(data, run, **{"train.keep_checkpoints": 2, "train.max_steps": 4}))
+    with stop_after(4), pytest.raises(TrainingInterrupted):
+        pretrain(tiny_config(data, run, **{"train.keep_checkpoints": 2}))
     (run / "checkpoint.pth").unlink()
     assert Trainer(tiny_config(data, run), resume=True).global_step == 3
 
@@ -211,7 +216,8 @@ def _to_old_layout(path) -> None:
 
 def test_a_run_saved_with_the_old_config_keys_resumes_like_the_new_one(data, tmp_path):
     new, old = tmp_path / "new", tmp_path / "old"
-    assert main(["pretrain", str(data), *tiny_overrides(data, new), "train.max_steps=4"]) == 0
+    with stop_after(4):
+        assert main(["pretrain", str(data), *tiny_overrides(data, new)]) == 143
     shutil.copytree(new, old)
     _to_old_layout(old / "config.yaml")
     assert "momentum_teacher" in (old / "config.yaml").read_text()

@@ -6,11 +6,12 @@ import torch
 
 from dinolab.config.loader import load_saved_config
 from dinolab.train.checkpoint import load_checkpoint
+from dinolab.train.interrupt import TrainingInterrupted
 from dinolab.train.monitor import NonFiniteLossError, read_metrics
 from dinolab.train.pretrain import pretrain
 from dinolab.train.trainer import Trainer
 
-from .conftest import make_images, tiny_config
+from .conftest import make_images, stop_after, tiny_config
 
 
 def _weights(run_dir):
@@ -56,7 +57,8 @@ def test_resume_is_exact(image_dir, tmp_path):
     straight = tmp_path / "straight"
     pretrain(tiny_config(image_dir, straight))  # 2 epochs x 3 steps
     split = tmp_path / "split"
-    pretrain(tiny_config(image_dir, split, **{"train.max_steps": 4}))  # stops mid-epoch 2
+    with stop_after(4), pytest.raises(TrainingInterrupted):  # a SIGTERM mid-epoch 2
+        pretrain(tiny_config(image_dir, split))
     assert load_checkpoint(split / "checkpoint.pth")["global_step"] == 4
     resumed = Trainer(tiny_config(image_dir, split), resume=True)
     resumed.fit()
