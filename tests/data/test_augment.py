@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
+from dinolab.config.loader import load_config
 from dinolab.config.schema import DataConfig
 from dinolab.data.augment import EvalTransform, MultiCropAugmentation, RandomGaussianBlur
 from dinolab.data.datasets import apply_seeded
@@ -154,3 +155,52 @@ def test_bad_blur_or_solarize_probability_is_one_sentence():
         MultiCropAugmentation(blur_p=(1.0, 0.1))
     with pytest.raises(ValueError, match="data.solarize_p=1.5 must be a probability"):
         MultiCropAugmentation(solarize_p=1.5)
+
+
+class _Applied:
+    """Wraps one view's random step and counts how often it changed the image (was applied)."""
+
+    def __init__(self, step) -> None:
+        self.step, self.calls, self.applied = step, 0, 0
+
+    def __call__(self, img):
+        out = self.step(img)
+        self.calls += 1
+        self.applied += out is not img
+        return out
+
+
+def _count_applied(aug: MultiCropAugmentation) -> dict[str, dict[type, _Applied]]:
+    counters = {}
+    for name in ("global1", "global2", "local"):
+        view = getattr(aug, name)
+        counters[name] = {}
+        for i, t in enumerate(view.transforms):
+            if isinstance(t, RandomGaussianBlur | T.RandomSolarize):
+                view.transforms[i] = counters[name][type(t)] = _Applied(t)
+    return counters
+
+
+@pytest.mark.parametrize(
+    "preset, blur, solarize",
+    [("dinov2_vitl14", (0.0, 0.9, 0.5), 0.2), ("dino_vits16", (1.0, 0.1, 0.5), 0.2)],
+)
+def test_per_view_blur_and_solarize_rates_over_many_draws(preset, blur, solarize):
+    """What the released models saw: DINOv2's wrapper inverts p (global 1 never blurred, global 2
+    blurred 90%); DINO v1 blurs global 1 always. Measured on the real pipeline (fixed seed)."""
+    data = load_config(preset).data
+    data.global_size, data.local_size, data.num_local_crops = 16, 8, 2
+    aug = MultiCropAugmentation.from_config(data)
+    counters = _count_applied(aug)
+    img = Image.fromarray(np.tile(gradient(), (1, 1, 1)))
+    torch.manual_seed(0)
+    for _ in range(1000):
+        aug(img)
+    for name, p in zip(("global1", "global2", "local"), blur, strict=True):
+        c = counters[name][RandomGaussianBlur]
+        assert c.calls == 1000 * (2 if name == "local" else 1)
+        # binomial sd <= 0.016 at 1000 draws (0.011 for the 2000 local ones): 0.05 is > 3 sd
+        assert abs(c.applied / c.calls - p) < 0.05, (name, c.applied / c.calls, p)
+    sol = counters["global2"][T.RandomSolarize]
+    assert abs(sol.applied / sol.calls - solarize) < 0.05
+    assert T.RandomSolarize not in counters["global1"] and T.RandomSolarize not in counters["local"]
