@@ -126,6 +126,9 @@ class OptimConfig:
     weight_decay: float = 0.04
     weight_decay_end: float = 0.4
     clip_grad: float = 3.0  # 0 disables clipping
+    # per_param: each tensor clipped to clip_grad on its own (DINO); per_module_norm: one global
+    # norm per module (backbone, DINO head, iBOT head), each clipped to clip_grad (DINOv2)
+    clip_mode: str = "per_param"
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     lr_scaling: str = "linear_256"  # linear_256 (base_lr * B / 256) | sqrt_1024 (DINOv2)
     layer_decay: float = 1.0  # layer-wise lr decay (block i of n gets decay ** (n - i))
