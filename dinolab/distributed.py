@@ -113,9 +113,24 @@ def resolve_device(name: str) -> torch.device:
     """`auto` picks CUDA when present; under torchrun each process takes its LOCAL_RANK GPU."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(
+            f"device '{name}' is not a device name: use auto, cpu, cuda or cuda:N."
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device '{name}' asks for a GPU, but PyTorch sees no CUDA GPU on this machine: use "
+            "auto or cpu (--device cpu, train.device=cpu)."
+        )
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank())
+    if device.type == "cuda" and device.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device '{device}' does not exist: this machine has {torch.cuda.device_count()} "
+            "CUDA GPU(s), cuda:0 to cuda:N-1."
+        )
     return device
 
 

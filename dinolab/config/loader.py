@@ -58,12 +58,35 @@ def _explain(exc: OmegaConfBaseException, schema: DictConfig, source: str) -> Co
         hint = f" Did you mean '{close[0]}'?" if close else ""
         return ConfigError(f"Unknown config key '{key}' in {source}.{hint}")
     if isinstance(exc, ValidationError):
-        expected = getattr(exc, "ref_type", None) or "the schema's type"
+        expected = _expected_type(schema, key)
+        value = getattr(exc, "value", None)
         return ConfigError(
-            f"Config key '{key}' in {source} has the wrong type "
-            f"({exc.msg.splitlines()[0]}); expected {expected}."
+            f"Config key '{key}' in {source} must be {expected}, not {value!r}."
+            if expected
+            else f"Config key '{key}' in {source} has the wrong type ({exc.msg.splitlines()[0]})."
         )
     return ConfigError(f"Bad configuration in {source}: {exc}")
+
+
+_TYPE_WORDS = {  # OmegaConf node class -> what a user types
+    "IntegerNode": "an int (a whole number, e.g. 5)",
+    "FloatNode": "a float (a number, e.g. 0.5)",
+    "BooleanNode": "a bool (true or false)",
+    "StringNode": "a str (text)",
+    "ListConfig": "a list (e.g. [0.4,1.0])",
+    "DictConfig": "a group of keys",
+}
+
+
+def _expected_type(schema: DictConfig, key: str) -> str | None:
+    """'an int (...)' for an IntegerNode key of the schema, ...; None when unknown."""
+    node = schema
+    try:
+        for part in key.split("."):
+            node = node._get_node(part)
+    except (AttributeError, KeyError, OmegaConfBaseException):
+        return None
+    return _TYPE_WORDS.get(type(node).__name__)
 
 
 def _merge(base: DictConfig, other, schema: DictConfig, source: str) -> DictConfig:

@@ -12,6 +12,7 @@ import numpy as np
 
 from dinolab.config.loader import save_config
 from dinolab.config.schema import Config
+from dinolab.config.validate import validate_config
 from dinolab.run_dir import CONFIG, CURVES, METRICS, SUMMARY, has_checkpoint
 from dinolab.train.loggers import detach_text_log
 from dinolab.train.run_checkpoint import remove_partial_writes
@@ -27,6 +28,7 @@ def pretrain(cfg: Config, resume: bool = False) -> dict:
     `resume=True` continues from the run's newest good checkpoint, or starts the run from step
     0 when it has none (killed before its first save): re-issuing it after a kill is always right.
     """
+    validate_config(cfg)  # before the model is built and anything is written
     run_dir = Path(cfg.out_dir)
     started = has_checkpoint(run_dir)
     if not resume and started:

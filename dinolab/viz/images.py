@@ -92,7 +92,13 @@ def load_image(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No image file at '{path}': check the path.")
-    img = decode_image(str(path))
+    try:
+        img = decode_image(str(path))
+    except Exception as e:  # noqa: BLE001 - any decoder failure: the file is not an image
+        raise ValueError(
+            f"'{path}' is not an image Pillow can read ({type(e).__name__}): pass image files "
+            "(.jpg, .png, ...) or folders of them."
+        ) from None
     h, w = target_size(img.height, img.width, size)
     h, w = patch_multiple(h, w, patch, f"'{path.name}' at {h}x{w}")
     rgb = np.asarray(img.resize((w, h), Image.BICUBIC))

@@ -1,5 +1,7 @@
 """`dinolab hub / extract / export` through dinolab.cli.main."""
 
+import sys
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -53,3 +55,12 @@ def test_errors_are_one_line(capsys, tmp_path, weights):
     assert "not a multiple of the patch size 14" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nope.pth"), "--to", "timm", "--out", "x"]) == 2
     assert "No weights file" in capsys.readouterr().err
+
+
+def test_onnx_export_without_onnxscript_names_the_extra(capsys, tmp_path, weights, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # `import onnxscript` now fails
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(weights), "--to", "onnx", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dinolab: error: ONNX export needs onnxscript, which is not installed")
+    assert "pip install 'dinolab[onnx]'" in err and err.count("\n") == 1 and not out.exists()

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from dinolab.cli import main
@@ -164,3 +165,28 @@ def test_the_ctrl_c_hint_says_what_was_saved(tmp_path):
     assert resume_hint(run) == (
         f"resume from its last checkpoint with `dinolab pretrain --resume {run}`"
     )
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("train.precision=fp16", "train.precision=fp16 is not one of auto, bf16, fp32"),
+        ("data.global_size=30", "data.global_size=30 is not a multiple of model.patch_size=8: "
+         "set data.global_size to 24 or 32"),
+        ("data.local_size=20", "set data.local_size to 16 or 24"),
+        ("train.epochs=abc", "'train.epochs' in override 'train.epochs=abc' must be an int"),
+        ("train.device=gpu", "device 'gpu' is not a device name"),
+        pytest.param("train.device=cuda", "asks for a GPU, but PyTorch sees no CUDA GPU",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has a GPU")),
+    ],
+)  # fmt: skip
+def test_config_mistakes_are_one_sentence_before_anything_is_written(
+    tmp_path, capsys, override, words
+):
+    data = make_images(tmp_path / "images", n=2)
+    run = tmp_path / "run"
+    assert main(["pretrain", str(data), f"out_dir={run}", *TINY, override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dinolab: error: ") and words in err, err
+    assert "\n" not in err and "Traceback" not in err and "class" not in err
+    assert not run.exists()

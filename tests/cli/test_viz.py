@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dinolab.cli import main
@@ -92,3 +93,21 @@ def test_pictures_in_every_precision(model, images, tmp_path, precision):
         argv = ["viz", cmd, model, *imgs, "--size", "32", "--out", str(tmp_path / f"{cmd}.png")]
         assert main([*argv, "--precision", precision, "--quiet"]) == 0
         assert opens_as_png(tmp_path / f"{cmd}.png")
+
+
+def test_a_file_that_is_not_an_image_is_one_sentence(model, tmp_path, capsys):
+    fake = tmp_path / "notes.png"
+    fake.write_text("not a picture")
+    out = tmp_path / "att.png"
+    assert main(["viz", "attention", model, str(fake), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"dinolab: error: '{fake}' is not an image Pillow can read"), err
+    assert "\n" not in err and not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_gpu_asked_for_without_one_is_one_sentence(model, images, tmp_path, capsys):
+    argv = ["viz", "attention", model, images[0], "--out", str(tmp_path / "a.png")]
+    assert main([*argv, "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "device 'cuda' asks for a GPU, but PyTorch sees no CUDA GPU" in err and "\n" not in err

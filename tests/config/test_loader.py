@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from dinolab.config.loader import (
@@ -41,9 +43,20 @@ def test_unknown_key_is_one_clear_sentence_with_a_suggestion():
         load_config(overrides=["train.epoch=3"])
 
 
-def test_wrong_type_names_the_key():
-    with pytest.raises(ConfigError, match="train.epochs"):
-        load_config(overrides=["train.epochs=many"])
+@pytest.mark.parametrize(
+    ("item", "words"),
+    [
+        ("train.epochs=many", "'train.epochs' in override 'train.epochs=many' must be an int"),
+        ("train.epochs=1.5", "must be an int (a whole number, e.g. 5), not 1.5."),
+        ("optim.base_lr=fast", "'optim.base_lr' in override 'optim.base_lr=fast' must be a float"),
+        ("train.progress=maybe", "must be a bool (true or false), not 'maybe'."),
+        ("data.global_scale=3", "must be a list"),
+    ],
+)
+def test_wrong_type_names_the_key_and_the_type_in_words(item, words):
+    with pytest.raises(ConfigError, match=re.escape(words)) as err:
+        load_config(overrides=[item])
+    assert "class" not in str(err.value) and "Node" not in str(err.value)
 
 
 def test_unknown_preset_lists_known_ones():
