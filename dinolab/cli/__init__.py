@@ -25,6 +25,11 @@ from dinolab.train.interrupt import TrainingInterrupted
 from dinolab.train.monitor import NonFiniteLossError
 
 log = logging.getLogger("dinolab")
+DESCRIPTION = (
+    "DINO / DINOv2 self-supervised learning: pretrain a backbone on a folder of images "
+    "(pretrain; config prints its settings), evaluate it (eval), compute features (extract), "
+    "convert it (export), load published checkpoints (hub) and draw what it learned (viz)."
+)
 USER_ERRORS = (
     ConfigError,
     FileNotFoundError,
@@ -37,7 +42,7 @@ USER_ERRORS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dinolab", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="dinolab", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"dinolab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     pretrain.register(sub)
