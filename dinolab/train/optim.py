@@ -1,8 +1,9 @@
-"""AdamW for DINO: parameter groups, per-step schedules, per-parameter clipping, frozen head.
+"""AdamW for DINO: parameter groups, per-step schedules, gradient clipping, frozen head.
 
 Follows the released DINO code: no weight decay on biases and 1-D parameters (norms,
 LayerScale), lr and wd set from the schedules every iteration, each parameter's gradient
-clipped to `max_norm` on its own, and the head's last layer frozen for the first epoch(s).
+clipped to `max_norm` on its own (DINOv2: one norm per module, `clip_module_norms`), and the
+head's last layer frozen for the first epoch(s).
 Starting from existing weights (`model.init`), the backbone can be frozen for the first epochs
 while the fresh heads warm up, and trained at a lower lr afterwards (`backbone_lr_mult`).
 """
@@ -138,6 +139,42 @@ def clip_gradients(model: nn.Module, max_norm: float) -> Tensor:
         torch._foreach_clamp_max_(coefs, 1.0)
         torch._foreach_mul_(grads, coefs)
     return total
+
+
+CLIP_MODES = ("per_param", "per_module_norm")
+
+
+def clip_units(network: nn.Module) -> list[nn.Module]:
+    """The modules DINOv2 clips as one each: the network's children, a ModuleDict of heads
+    expanded (backbone, DINO head, iBOT head); a network without children is one unit."""
+    units: list[nn.Module] = []
+    for child in network.children():
+        units.extend(child.values() if isinstance(child, nn.ModuleDict) else [child])
+    return units or [network]
+
+
+@torch.no_grad()
+def clip_module_norms(network: nn.Module, max_norm: float) -> Tensor:
+    """Clip each unit's gradients (`clip_units`) to one global L2 norm `max_norm` (DINOv2).
+
+    Per unit the same rule as `torch.nn.utils.clip_grad_norm_` (scale by max_norm /
+    (norm + 1e-6) when above), without host syncs. Returns the total norm before clipping.
+    `max_norm <= 0` only measures.
+    """
+    groups = [[p.grad for p in u.parameters() if p.grad is not None] for u in clip_units(network)]
+    groups = [g for g in groups if g]
+    if not groups:
+        return torch.zeros(())
+    device = groups[0][0].device
+    norms = []
+    for grads in groups:
+        per_tensor = [n.to(device, torch.float32) for n in torch._foreach_norm(grads)]
+        norm = torch.linalg.vector_norm(torch.stack(per_tensor))
+        norms.append(norm)
+        if max_norm > 0:
+            coef = (max_norm / (norm + 1e-6)).clamp_max(1.0)
+            torch._foreach_mul_(grads, coef)
+    return torch.linalg.vector_norm(torch.stack(norms))
 
 
 def cancel_last_layer_gradients(module: nn.Module, epoch: int, freeze_epochs: int) -> None:

@@ -18,6 +18,7 @@ from torch.utils.checkpoint import checkpoint
 
 from dinolab import distributed as dist
 from dinolab.config.schema import Config
+from dinolab.train.optim import clip_units
 
 PARALLEL = ("ddp", "fsdp")
 
@@ -158,6 +159,24 @@ def clip_gradients_sharded(module: nn.Module, max_norm: float) -> Tensor:
         torch._foreach_mul_(
             local, [c.to(g.dtype) for c, g in zip(coefs.unbind(), local, strict=True)]
         )
+    return sq.sum().sqrt()
+
+
+@torch.no_grad()
+def clip_module_norms_sharded(network: nn.Module, max_norm: float) -> Tensor:
+    """`optim.clip_module_norms` for FSDP2: each unit's norm from one all-reduce of the shards."""
+    groups = [[p.grad for p in u.parameters() if p.grad is not None] for u in clip_units(network)]
+    local = [[g.to_local() if isinstance(g, DTensor) else g for g in gs] for gs in groups if gs]
+    if not local:
+        return torch.zeros(())
+    per_unit = [torch.stack([n.float() for n in torch._foreach_norm(gs)]) for gs in local]
+    sq = torch.stack([n.square().sum() for n in per_unit])
+    dist.all_reduce_sum(sq)
+    norms = sq.sqrt()
+    if max_norm > 0:
+        coefs = (max_norm / (norms + 1e-6)).clamp_max(1.0)
+        for grads, coef in zip(local, coefs.unbind(), strict=True):
+            torch._foreach_mul_(grads, coef)
     return sq.sum().sqrt()
 
 

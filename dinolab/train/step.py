@@ -18,11 +18,13 @@ from dinolab.hardware import autocast
 from dinolab.train import parallel
 from dinolab.train.build import build_meta_arch
 from dinolab.train.optim import (
+    CLIP_MODES,
     apply_schedules,
     build_optimizer,
     cancel_backbone_gradients,
     cancel_last_layer_gradients,
     clip_gradients,
+    clip_module_norms,
 )
 
 
@@ -42,6 +44,11 @@ class TrainStep:
         schedules: dict[str, np.ndarray] | None = None,
         init_weights: bool = True,
     ):
+        if cfg.optim.clip_mode not in CLIP_MODES:
+            raise ValueError(
+                f"optim.clip_mode={cfg.optim.clip_mode!r} is unknown; use one of "
+                f"{', '.join(CLIP_MODES)}."
+            )
         self.cfg, self.device, self.precision = cfg, device, precision
         self.world_size = dist.get_world_size()
         self.model = build_meta_arch(cfg, init_weights=init_weights).to(device)
@@ -84,8 +91,7 @@ class TrainStep:
         (out["loss"] if weight == 1.0 else out["loss"] * weight).backward()
         metrics = {k: x.detach() for k, x in out.items()}
         if self.cfg.optim.clip_grad > 0:
-            clip = parallel.clip_gradients_sharded if self.sharded else clip_gradients
-            metrics["grad_norm"] = clip(self.model.student, self.cfg.optim.clip_grad)
+            metrics["grad_norm"] = self._clip()
         for head, freeze_epochs in self._heads():
             cancel_last_layer_gradients(head, epoch, freeze_epochs)
         cancel_backbone_gradients(self.model, epoch, self.cfg.train.freeze_backbone_epochs)
@@ -103,6 +109,15 @@ class TrainStep:
             ibot = cfg.ibot.head.freeze_last_layer_epochs
             return [(head["dino"], cfg.head.freeze_last_layer_epochs), (head["ibot"], ibot)]
         return [(head, cfg.head.freeze_last_layer_epochs)]
+
+    def _clip(self) -> torch.Tensor:
+        """Clip the student's gradients by `optim.clip_mode`; the norm before clipping."""
+        mode, max_norm = self.cfg.optim.clip_mode, self.cfg.optim.clip_grad
+        if mode == "per_module_norm":
+            clip = parallel.clip_module_norms_sharded if self.sharded else clip_module_norms
+        else:
+            clip = parallel.clip_gradients_sharded if self.sharded else clip_gradients
+        return clip(self.model.student, max_norm)
 
     def _to_device(self, x):
         if not torch.is_tensor(x):

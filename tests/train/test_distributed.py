@@ -29,6 +29,9 @@ DIST = {  # tiny_config, with a global batch that 21 images do not fill evenly
     "train.global_batch_size": 8,
     "data.drop_last": False,  # 21 images: steps of 8, 8 and 5 (3 + 2 on two processes)
     "optim.base_lr": 0.004,
+    # DINOv2's per-module norm clipping, tight enough to act: FSDP2's sharded norms must match
+    "optim.clip_mode": "per_module_norm",
+    "optim.clip_grad": 0.3,
 }
 
 

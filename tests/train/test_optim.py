@@ -1,4 +1,5 @@
-"""Parameter groups, schedules on the optimizer, per-parameter clipping, frozen last layer."""
+"""Parameter groups, schedules on the optimizer, clipping (per parameter, per module), frozen
+last layer."""
 
 import math
 
@@ -11,6 +12,8 @@ from dinolab.train.optim import (
     build_optimizer,
     cancel_last_layer_gradients,
     clip_gradients,
+    clip_module_norms,
+    clip_units,
     param_groups,
 )
 
@@ -163,3 +166,66 @@ def test_default_multipliers_keep_the_two_dino_groups():
     groups = param_groups(Tiny(), layer_decay=1.0, patch_embed_lr_mult=1.0)
     assert [g["name"] for g in groups] == ["decay", "no_decay"]
     assert all("lr_multiplier" not in g for g in groups)
+
+
+class TwoHeads(nn.Module):
+    """The DINOv2 student's layout: backbone + ModuleDict {dino, ibot}."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8))
+        self.head = nn.ModuleDict({"dino": nn.Linear(8, 5), "ibot": nn.Linear(8, 7)})
+
+
+def _grads_with_scales(m: nn.Module, scales: dict[str, float]) -> None:
+    g = torch.Generator().manual_seed(0)
+    for name, p in m.named_parameters():
+        unit = next(k for k in scales if name.startswith(k))
+        p.grad = torch.randn(p.shape, generator=g) * scales[unit]
+
+
+def test_per_module_norm_clipping_matches_clip_grad_norm_per_module():
+    m, ref = TwoHeads(), TwoHeads()
+    # backbone far above the limit, DINO head below it (left alone), iBOT head just above
+    scales = {"backbone.": 5.0, "head.dino.": 0.05, "head.ibot.": 0.8}
+    _grads_with_scales(m, scales)
+    _grads_with_scales(ref, scales)
+    assert [type(u) for u in clip_units(m)] == [nn.Sequential, nn.Linear, nn.Linear]
+    expected = [
+        torch.nn.utils.clip_grad_norm_(u.parameters(), 3.0)
+        for u in (ref.backbone, ref.head["dino"], ref.head["ibot"])
+    ]
+    assert expected[0] > 3.0 and expected[1] < 3.0 and expected[2] > 3.0  # all three cases
+    total = clip_module_norms(m, 3.0)
+    assert torch.allclose(total, torch.linalg.vector_norm(torch.stack(expected)))
+    for (name, p), q in zip(m.named_parameters(), ref.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-6, atol=0), name
+    after = [torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in u.parameters()]))
+             for u in clip_units(m)]  # fmt: skip
+    assert abs(after[0] - 3.0) < 1e-4 and abs(after[2] - 3.0) < 1e-4
+
+
+def test_per_module_norm_keeps_the_direction_per_param_does_not():
+    m, p_m = TwoHeads(), TwoHeads()
+    scales = {"backbone.": 5.0, "head.": 5.0}
+    _grads_with_scales(m, scales)
+    _grads_with_scales(p_m, scales)
+    before = torch.cat([p.grad.flatten() for p in m.backbone.parameters()])
+    clip_module_norms(m, 1.0)
+    clip_gradients(p_m, 1.0)
+    module = torch.cat([p.grad.flatten() for p in m.backbone.parameters()])
+    per_param = torch.cat([p.grad.flatten() for p in p_m.backbone.parameters()])
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(module, before, dim=0) > 1 - 1e-6  # one scale for the whole module
+    assert cos(per_param, before, dim=0) < 0.999  # each tensor scaled on its own
+    assert per_param.norm() > 1.5  # per-tensor limits add up: looser than one module norm
+
+
+def test_per_module_norm_zero_only_measures():
+    m = TwoHeads()
+    _grads_with_scales(m, {"backbone.": 5.0, "head.": 5.0})
+    before = [p.grad.clone() for p in m.parameters()]
+    total = clip_module_norms(m, 0.0)
+    assert torch.allclose(total, torch.linalg.vector_norm(torch.stack([g.norm() for g in before])))
+    assert all(torch.equal(p.grad, g) for p, g in zip(m.parameters(), before, strict=True))
+    assert clip_module_norms(nn.Linear(2, 2), 3.0).item() == 0.0  # no gradients yet
