@@ -208,9 +208,9 @@ def save_features(
     paths = list(feats.get("paths", []))
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (meta or {}).items()}
     if fmt == "safetensors":
-        from safetensors.torch import save_file
+        from dinolab.models.weights import save_safetensors
 
-        save_file(tensors, str(out), metadata={"paths": json.dumps(paths), **meta})
+        save_safetensors(tensors, out, {"paths": json.dumps(paths), **meta})
         return [out]
     if fmt == "npz":
         np.savez(out, paths=np.array(paths), **{k: v.numpy() for k, v in tensors.items()})

@@ -14,7 +14,6 @@ import json
 import math
 from pathlib import Path
 
-from safetensors.torch import save_file
 from torch import nn
 
 from dinolab.exporters.safetensors import model_config_of
@@ -22,6 +21,7 @@ from dinolab.extras import require
 from dinolab.models import convert
 from dinolab.models.preprocessing import preprocessing_of
 from dinolab.models.vision_transformer import VisionTransformer
+from dinolab.models.weights import save_safetensors
 
 
 def hf_config(model: VisionTransformer):
@@ -67,8 +67,8 @@ def export_hf(model: nn.Module, out: str | Path, check: bool = True) -> Path:
     config.save_pretrained(str(out))
     processor = preprocessing_of(backbone).hf_processor_config()  # AutoImageProcessor reads it
     (out / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
-    save_file({k: v.contiguous() for k, v in sd.items()}, str(out / "model.safetensors"),
-              metadata={"format": "pt"})  # fmt: skip
+    weights = {k: v.contiguous() for k, v in sd.items()}
+    save_safetensors(weights, out / "model.safetensors", {"format": "pt"})
     if check:
         from transformers import Dinov2Model, Dinov2WithRegistersModel
 

@@ -15,7 +15,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
 from torch import nn
 
 from dinolab.exporters.safetensors import model_config_of
@@ -29,6 +28,7 @@ from dinolab.models.preprocessing import (
 )
 from dinolab.models.resnet import ResNetBackbone
 from dinolab.models.vision_transformer import VisionTransformer
+from dinolab.models.weights import save_safetensors
 
 _TIMM_SIZE = {"vit_tiny": "tiny", "vit_small": "small", "vit_base": "base", "vit_large": "large"}
 
@@ -84,7 +84,7 @@ def export_timm(model: nn.Module, out: str | Path) -> Path:
         "timm_kwargs": json.dumps(kwargs),
         METADATA_KEY: preprocessing_of(backbone).to_json(),
     }
-    save_file(sd, str(out), metadata=meta)
+    save_safetensors(sd, out, meta)
     return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -116,9 +117,33 @@ def save_backbone(
         **(extra_metadata or {}),
     }
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
+    save_safetensors(tensors, tmp, metadata)
     tmp.replace(path)
     return path
+
+
+def save_safetensors(
+    tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
+) -> Path:
+    """`safetensors.torch.save_file`, leaving the file with the permissions any new file gets
+    (0666 less the umask: 0644 mostly). The library creates its files 0600, which a group that
+    shares a runs folder, or a web server that serves the weights, cannot read."""
+    save_file(tensors, str(path), metadata=metadata)
+    os.chmod(path, 0o666 & ~_umask())
+    return Path(path)
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux shows it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
 
 
 def is_export(meta: dict[str, str]) -> bool:
