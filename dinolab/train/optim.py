@@ -10,7 +10,7 @@ while the fresh heads warm up, and trained at a lower lr afterwards (`backbone_l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -41,16 +41,20 @@ def param_groups(
     layer_decay: float = 1.0,
     patch_embed_lr_mult: float = 1.0,
     backbone_lr_mult: float = 1.0,
+    last_layer_freeze: Mapping[int, int] | None = None,
 ) -> list[dict]:
     """AdamW groups: regularised weights, and biases / 1-D parameters without decay.
 
     Frozen parameters (requires_grad False) are left out. With layer-wise lr decay, a
     patch-embedding lr factor (DINOv2) or a backbone lr factor (parameters under `backbone.`),
     each of the two groups is split further by `lr_multiplier`, which `apply_schedules`
-    honours (as it does `wd_multiplier`).
+    honours (as it does `wd_multiplier`). `last_layer_freeze` (id(parameter) -> epochs, the
+    DINOv2 rule) puts those parameters in groups of their own whose lr `apply_schedules` holds
+    at 0 while epoch < `freeze_epochs`.
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if layer_decay == 1.0 and patch_embed_lr_mult == 1.0 and backbone_lr_mult == 1.0:
+    freeze = dict(last_layer_freeze or {})
+    if layer_decay == 1.0 and patch_embed_lr_mult == 1.0 and backbone_lr_mult == 1.0 and not freeze:
         regularized = [p for n, p in named if not _no_decay(n, p)]
         not_regularized = [p for n, p in named if _no_decay(n, p)]
         return [
@@ -59,17 +63,20 @@ def param_groups(
         ]
     blocks = [int(n.split("blocks.", 1)[1].split(".")[0]) for n, _ in named if "blocks." in n]
     depth = max(blocks) + 1 if blocks else 0
-    groups: dict[tuple[bool, float], dict] = {}
+    groups: dict[tuple[bool, float, int], dict] = {}
     for name, p in named:
         decay = not _no_decay(name, p)
         mult = lr_multiplier(name, depth, layer_decay, patch_embed_lr_mult)
         if _in_backbone(name):
             mult *= backbone_lr_mult
-        key = (decay, round(mult, 12))
+        epochs = freeze.get(id(p), -1)
+        key = (decay, round(mult, 12), epochs)
         if key not in groups:
             tag = "decay" if decay else "no_decay"
             groups[key] = {"params": [], "apply_wd": decay, "lr_multiplier": mult,
                            "name": f"{tag}_lr{mult:.3g}"}  # fmt: skip
+            if epochs >= 0:
+                groups[key].update(freeze_epochs=epochs, name=f"{tag}_last_layer_{epochs}ep")
             if not decay:
                 groups[key]["weight_decay"] = 0.0
         groups[key]["params"].append(p)
@@ -91,12 +98,15 @@ def build_optimizer(
     layer_decay: float = 1.0,
     patch_embed_lr_mult: float = 1.0,
     backbone_lr_mult: float = 1.0,
+    last_layer_freeze: Mapping[int, int] | None = None,
 ) -> torch.optim.AdamW:
     """AdamW over `param_groups(model, ...)`; lr and wd start at 0, set by `apply_schedules`.
 
     Uses the fused kernel when every parameter is on CUDA, the multi-tensor one otherwise.
     """
-    groups = param_groups(model, layer_decay, patch_embed_lr_mult, backbone_lr_mult)
+    groups = param_groups(
+        model, layer_decay, patch_embed_lr_mult, backbone_lr_mult, last_layer_freeze
+    )
     groups = [g for g in groups if g["params"]]
     if not groups:
         raise ValueError(
@@ -108,13 +118,16 @@ def build_optimizer(
     return torch.optim.AdamW(groups, lr=0.0, weight_decay=0.0, betas=tuple(betas), **kernel)
 
 
-def apply_schedules(optimizer: torch.optim.Optimizer, lr: float, wd: float) -> None:
+def apply_schedules(optimizer: torch.optim.Optimizer, lr: float, wd: float, epoch: int = 0) -> None:
     """Set this step's lr on every group and wd on the groups that apply it.
 
-    A group without an `apply_wd` key is treated as regularised.
+    A group without an `apply_wd` key is treated as regularised. A group with `freeze_epochs`
+    (a DINOv2 last layer) gets lr 0 while epoch < freeze_epochs: its weights stay put while
+    AdamW's moments keep accumulating its gradients, as in facebookresearch/dinov2.
     """
     for g in optimizer.param_groups:
-        g["lr"] = lr * g.get("lr_multiplier", 1.0)
+        frozen = epoch < g.get("freeze_epochs", 0)
+        g["lr"] = 0.0 if frozen else lr * g.get("lr_multiplier", 1.0)
         if g.get("apply_wd", True):
             g["weight_decay"] = wd * g.get("wd_multiplier", 1.0)
 

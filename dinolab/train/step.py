@@ -16,7 +16,7 @@ from dinolab import distributed as dist
 from dinolab.config.schema import Config
 from dinolab.hardware import autocast
 from dinolab.train import parallel
-from dinolab.train.build import build_meta_arch
+from dinolab.train.build import build_meta_arch, uses_dinov2
 from dinolab.train.optim import (
     CLIP_MODES,
     apply_schedules,
@@ -57,12 +57,16 @@ class TrainStep:
         self.runner = parallel.wrap(self.model, cfg, device, precision)
         self.sharded = parallel.is_sharded(self.model)
         self.channels_last = parallel.uses_channels_last(cfg)
+        # DINOv2 freezes the last layers by a zero lr (AdamW moments still accumulate); DINO
+        # drops their gradients (moments untouched), as the two official trainers do.
+        self.freeze_by_lr = uses_dinov2(cfg)
         self.optimizer = build_optimizer(
             self.model.student,
             betas=tuple(cfg.optim.betas),
             layer_decay=cfg.optim.layer_decay,
             patch_embed_lr_mult=cfg.optim.patch_embed_lr_mult,
             backbone_lr_mult=cfg.optim.backbone_lr_mult,
+            last_layer_freeze=self._last_layer_freeze() if self.freeze_by_lr else None,
         )
         self.schedules = schedules
 
@@ -83,7 +87,7 @@ class TrainStep:
         equals the global-batch mean); `share` = its images / global (for logged means).
         """
         v = self.values(it)
-        apply_schedules(self.optimizer, v["lr"], v["wd"])
+        apply_schedules(self.optimizer, v["lr"], v["wd"], epoch)
         batch = {k: self._to_device(x) for k, x in batch.items()}
         with autocast(self.device, self.precision):
             out = self.runner(batch, v["teacher_temp"])
@@ -92,8 +96,9 @@ class TrainStep:
         metrics = {k: x.detach() for k, x in out.items()}
         if self.cfg.optim.clip_grad > 0:
             metrics["grad_norm"] = self._clip()
-        for head, freeze_epochs in self._heads():
-            cancel_last_layer_gradients(head, epoch, freeze_epochs)
+        if not self.freeze_by_lr:
+            for head, freeze_epochs in self._heads():
+                cancel_last_layer_gradients(head, epoch, freeze_epochs)
         cancel_backbone_gradients(self.model, epoch, self.cfg.train.freeze_backbone_epochs)
         self.optimizer.step()
         self.model.update_teacher(v["momentum"])
@@ -109,6 +114,19 @@ class TrainStep:
             ibot = cfg.ibot.head.freeze_last_layer_epochs
             return [(head["dino"], cfg.head.freeze_last_layer_epochs), (head["ibot"], ibot)]
         return [(head, cfg.head.freeze_last_layer_epochs)]
+
+    def _last_layer_freeze(self) -> dict[int, int]:
+        """id(parameter) -> freeze epochs for every head's last layer (DINOv2's lr-0 rule)."""
+        freeze = {}
+        for head, epochs in self._heads():
+            last = [p for n, p in head.named_parameters() if "last_layer" in n]
+            if not last and epochs > 0:
+                raise ValueError(
+                    f"{type(head).__name__} has no 'last_layer' parameters to freeze; set "
+                    "head.freeze_last_layer_epochs=0 (and ibot.head.freeze_last_layer_epochs=0)."
+                )
+            freeze.update({id(p): epochs for p in last})
+        return freeze
 
     def _clip(self) -> torch.Tensor:
         """Clip the student's gradients by `optim.clip_mode`; the norm before clipping."""
