@@ -1,9 +1,10 @@
 """iBOT / BEiT block masks for the student's global crops (DINOv2).
 
-Each masked image gets rectangles of at least `min_patches` patches with aspect ratios drawn
-log-uniformly in `aspect`, added until the image's target count is reached (or no rectangle
-fits). Only `probability` of the images are masked; their targets spread evenly over `ratio`
-(DINOv2's collate: one stratum of the ratio range per masked image), the rest stay unmasked.
+Each masked image gets rectangles of about `min_patches` patches or more, with aspect ratios
+drawn log-uniformly in `aspect`, added until the image's target count is reached (the last,
+smaller ones top it up, as in facebookresearch/dinov2's MaskingGenerator) or no rectangle fits.
+Only `probability` of the images are masked; their targets spread evenly over `ratio` (DINOv2's
+collate: one stratum of the ratio range per masked image), the rest stay unmasked.
 All randomness comes from a `torch.Generator` (or torch's global CPU RNG); `IBOTBatchMasks`
 seeds it from the batch's per-sample seeds, so the masks, and therefore resumed runs, are
 reproducible without any RNG state.
@@ -45,14 +46,19 @@ class BlockMaskGenerator:
         return lo + (hi - lo) * torch.rand((), generator=g).item()
 
     def _add_block(self, mask: torch.Tensor, budget: int, g: torch.Generator | None) -> int:
-        """Mask one rectangle of new patches (at most `budget`); returns how many were added."""
+        """Mask one rectangle of new patches (at most `budget`); returns how many were added.
+
+        The area is drawn between `min_patches` and the budget, also when the budget is the
+        smaller (the last blocks then top the mask up with 1-3 patches), and a rounded block
+        is kept whatever its size: the official generator's filling (dinov2 MaskingGenerator),
+        which reaches the target within a fraction of a patch on average.
+        """
         for _ in range(10):  # BEiT: a few tries to find a block that fits the budget
             area = self._uniform(self.min_patches, budget, g)
             aspect = math.exp(self._uniform(*self.log_aspect, g))
             h = int(round(math.sqrt(area * aspect)))
             w = int(round(math.sqrt(area / aspect)))
-            # h * w >= min_patches: rounding may shrink BEiT's block below the minimum.
-            if h * w >= self.min_patches and h < self.grid and w < self.grid:
+            if h < self.grid and w < self.grid:
                 top = int(torch.randint(0, self.grid - h + 1, (), generator=g))
                 left = int(torch.randint(0, self.grid - w + 1, (), generator=g))
                 block = mask[top : top + h, left : left + w]
@@ -68,8 +74,6 @@ class BlockMaskGenerator:
         count = 0
         while count < target:
             budget = min(target - count, self.max_block)
-            if budget < self.min_patches:
-                break
             added = self._add_block(mask, budget, g)
             if added == 0:
                 break
