@@ -31,13 +31,17 @@ KNOWN_ARCHS = (*VIT_FACTORIES, *RESNET_ARCHS, "small_resnet")
 
 
 def build_backbone(
-    cfg: ModelConfig, interpolate_offset: float = 0.0, interpolate_antialias: bool = False
+    cfg: ModelConfig,
+    interpolate_offset: float = 0.0,
+    interpolate_antialias: bool = False,
+    cls_token_std: float = 0.02,
 ) -> nn.Module:
     """A randomly initialised backbone for `cfg.arch` (ViT fields are ignored for ResNets and
     `timm:NAME` / `torchvision:NAME` models; `cifar_stem` is for ResNets only).
 
     `interpolate_offset` / `interpolate_antialias`: the ViT's position-embedding rule (see
-    `VisionTransformer`); the defaults are the rule dinolab trains with."""
+    `VisionTransformer`); the defaults are the rule dinolab trains with. `cls_token_std`: the
+    ViT's CLS-token init (DINO 0.02; DINOv2 1e-6)."""
     if is_adapter_arch(cfg.arch):
         return build_adapter(cfg.arch, cifar_stem=cfg.cifar_stem)
     if cfg.arch in RESNET_ARCHS:
@@ -77,6 +81,7 @@ def build_backbone(
         linear_kernel=cfg.linear_kernel,
         interpolate_offset=interpolate_offset,
         interpolate_antialias=interpolate_antialias,
+        cls_token_std=cls_token_std,
     )
 
 

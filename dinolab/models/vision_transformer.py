@@ -49,6 +49,7 @@ class VisionTransformer(nn.Module):
         linear_kernel: str = "auto",
         interpolate_offset: float = 0.0,
         interpolate_antialias: bool = False,
+        cls_token_std: float = 0.02,
     ) -> None:
         super().__init__()
         if img_size % patch_size:
@@ -63,6 +64,7 @@ class VisionTransformer(nn.Module):
         self.n_blocks = depth
         self.interpolate_offset = float(interpolate_offset)
         self.interpolate_antialias = bool(interpolate_antialias)
+        self.cls_token_std = cls_token_std
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
         num_patches = (img_size // patch_size) ** 2
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -96,9 +98,11 @@ class VisionTransformer(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        """DINO / DINOv2 init: truncated normal (std .02) for linears and embeddings."""
+        """DINO / DINOv2 init: truncated normal (std .02) for linears and embeddings; the CLS
+        token's std is `cls_token_std` (DINO 0.02, DINOv2 1e-6; the +-2 truncation is far out
+        at both, so either is a plain normal)."""
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=self.cls_token_std)
         if self.register_tokens is not None:
             nn.init.normal_(self.register_tokens, std=1e-6)
         nn.init.zeros_(self.mask_token)

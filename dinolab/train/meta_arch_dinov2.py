@@ -18,6 +18,9 @@ from dinolab.losses import DINOLoss, IBOTPatchLoss, koleo_loss
 from dinolab.models import build_backbone, build_head
 from dinolab.train.meta_arch import StudentTeacher
 
+# facebookresearch/dinov2 initialises the CLS token at std 1e-6 (DINO: 0.02).
+DINOV2_CLS_TOKEN_STD = 1e-6
+
 
 class DINOv2Network(nn.Module):
     """Backbone + {"dino": head, "ibot": head (absent when shared)}."""
@@ -68,7 +71,7 @@ class DINOv2MetaArch(StudentTeacher):
             )  # fmt: skip
 
     def _network(self, model_cfg: ModelConfig) -> DINOv2Network:
-        backbone = build_backbone(model_cfg)
+        backbone = build_backbone(model_cfg, cls_token_std=DINOV2_CLS_TOKEN_STD)
         dino = build_head(self.cfg.head, backbone.embed_dim)
         ibot = None
         if self.use_ibot and self.cfg.ibot.separate_head:

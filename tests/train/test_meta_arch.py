@@ -130,3 +130,18 @@ def test_dinov2_rejects_ibot_on_a_resnet(tmp_path):
 
     with pytest.raises(ValueError, match="ViT backbone"):
         build_meta_arch(tiny_config(tmp_path, tmp_path, **_V2, **{"model.arch": "resnet50"}))
+
+
+def test_cls_token_init_dinov2_1e6_dino_002(tmp_path):
+    """facebookresearch/dinov2 starts the CLS token at std 1e-6, DINO at 0.02."""
+    from dinolab.train.build import build_meta_arch
+
+    torch.manual_seed(0)
+    dim = {"model.embed_dim": 64}
+    v2 = build_meta_arch(tiny_config(tmp_path, tmp_path, **dim, **{"ibot.weight": 1.0}))
+    v1 = build_meta_arch(tiny_config(tmp_path, tmp_path, **dim))
+    assert type(v1) is DINOMetaArch and type(v2) is not DINOMetaArch
+    s2, s1 = v2.student.backbone.cls_token.std().item(), v1.student.backbone.cls_token.std().item()
+    assert 0.7e-6 < s2 < 1.4e-6 and 0.014 < s1 < 0.028  # 64 draws: sample sd within ~20%
+    assert torch.equal(v2.teacher.backbone.cls_token, v2.student.backbone.cls_token)
+    assert v2.student.backbone.pos_embed.std().item() > 0.01  # only the CLS token changes
