@@ -18,3 +18,34 @@ def test_dinov2_presets_follow_the_released_training_code(preset):
 def test_schema_defaults_stay_dino_v1():
     cfg = Config()
     assert cfg.data.blur_p == [1.0, 0.1, 0.5] and cfg.optim.clip_mode == "per_param"
+
+
+def test_dino_vits16_is_the_released_800_epoch_run():
+    cfg = load_config("dino_vits16")
+    assert (cfg.data.global_scale, cfg.data.local_scale) == ([0.25, 1.0], [0.05, 0.25])
+    assert cfg.optim.clip_grad == 0.0 and cfg.optim.min_lr == 1e-5
+    assert (cfg.head.norm_last_layer, cfg.head.freeze_last_layer_epochs) == (False, 1)
+    assert (cfg.teacher.temp_start, cfg.teacher.temp, cfg.teacher.temp_warmup_epochs) == (
+        0.04,
+        0.07,
+        30,
+    )
+    assert (cfg.train.epochs, cfg.data.num_local_crops) == (800, 10)
+
+
+def test_dino_vitb8_is_the_released_run():
+    cfg = load_config("dino_vitb8")
+    assert (cfg.data.global_scale, cfg.data.local_scale) == ([0.25, 1.0], [0.05, 0.25])
+    assert (cfg.teacher.temp_start, cfg.teacher.temp, cfg.teacher.temp_warmup_epochs) == (
+        0.03,
+        0.07,
+        50,
+    )
+    assert (cfg.head.norm_last_layer, cfg.head.freeze_last_layer_epochs) == (True, 3)
+    assert (cfg.optim.clip_grad, cfg.optim.min_lr, cfg.train.epochs) == (3.0, 2e-6, 300)
+
+
+def test_schema_keeps_main_dino_defaults():
+    cfg = Config()
+    assert (cfg.data.global_scale, cfg.data.local_scale) == ([0.4, 1.0], [0.05, 0.4])
+    assert (cfg.optim.clip_grad, cfg.teacher.temp_start) == (3.0, 0.04)
