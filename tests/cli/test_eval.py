@@ -93,3 +93,33 @@ def test_hub_model_with_offline_weights(folders, tmp_path, monkeypatch, capsys):
     out = tmp_path / "runs" / "eval-dinov2_vits14"  # no run directory: results go here
     assert json.loads((out / "knn.json").read_text())["n_val"] == 6
     assert "| 1 |" in capsys.readouterr().out
+
+
+PRECISIONS = [("fp32", False, torch.float32), ("bf16", True, torch.bfloat16)]
+
+
+@pytest.mark.parametrize(("flag", "autocast", "dtype"), PRECISIONS)
+def test_eval_precision_flag_is_what_the_backbone_runs(
+    run_dir, folders, tmp_path, monkeypatch, flag, autocast, dtype
+):
+    """`--precision fp32` (paper-comparable features): no autocast, float32 matmuls inside the
+    backbone; bf16 turns autocast on (the spy sees the difference)."""
+    import dinolab.eval.features as features
+
+    seen = []
+    real = features.backbone_tokens
+
+    def spy(backbone, images, *a, **kw):
+        block = backbone.blocks[0].attn.qkv
+        hook = block.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+        try:
+            assert torch.is_autocast_enabled("cpu") is autocast
+            return real(backbone, images, *a, **kw)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(features, "backbone_tokens", spy)
+    argv = ["eval", "knn", *common(run_dir, folders, "--k", "1", "--no-cache")]
+    argv[argv.index("--precision") + 1] = flag
+    assert run_cli([*argv, "--out", str(tmp_path / flag)]) == 0
+    assert seen and set(seen) == {dtype}
