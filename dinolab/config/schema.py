@@ -59,6 +59,9 @@ class HeadConfig:
     norm_last_layer: bool = True
     freeze_last_layer_epochs: int = 1
     use_bn: bool = False  # BatchNorm after each hidden Linear (DINO's ResNet-50 recipe)
+    # Prototype scores in fp32 also under bf16 autocast (bf16 rounds them ~10x worse than the
+    # official fp16 path; fp32 costs < 1% of a step: benchmarks/RESULTS.md, issue 13)
+    last_layer_fp32: bool = True
 
 
 @dataclass
