@@ -95,4 +95,5 @@ def build_head(cfg: HeadConfig, in_dim: int) -> DINOHead:
         nlayers=cfg.nlayers,
         norm_last_layer=cfg.norm_last_layer,
         use_bn=cfg.use_bn,
+        last_layer_fp32=cfg.last_layer_fp32,
     )

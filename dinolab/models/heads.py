@@ -17,9 +17,10 @@ class WeightNormLinear(nn.Module):
     [out, in] exactly like the published DINO checkpoints.
     """
 
-    def __init__(self, in_features: int, out_features: int) -> None:
+    def __init__(self, in_features: int, out_features: int, fp32: bool = False) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
+        self.fp32 = fp32  # run the matmul in float32 even under autocast
         self.weight_g = nn.Parameter(torch.ones(out_features, 1))
         self.weight_v = nn.Parameter(torch.empty(out_features, in_features))
         # nn.Linear's default init, as DINO's head leaves the last layer untouched.
@@ -41,12 +42,17 @@ class WeightNormLinear(nn.Module):
         Scaling the [rows, out] scores instead of the [out, in] weight avoids materialising
         (and, under autocast, re-casting) the normalised weight and its gradient: for 65536
         prototypes that is several passes over 16.7M elements per forward and backward.
-        Under bf16 autocast the scores come out in float32 (the loss wants float32 anyway).
+        Under bf16 autocast the scores come out in float32 (the loss wants float32 anyway);
+        with `fp32` the matmul itself runs in float32 (autocast off for it).
         """
+        if self.fp32 and torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return F.linear(x.float(), self.weight_v.float()) * self.row_scale().t()
         return F.linear(x, self.weight_v) * self.row_scale().t()
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}"
+        fp32 = ", fp32=True" if self.fp32 else ""
+        return f"in_features={self.in_features}, out_features={self.out_features}{fp32}"
 
 
 class DINOHead(nn.Module):
@@ -66,6 +72,7 @@ class DINOHead(nn.Module):
         nlayers: int = 3,
         norm_last_layer: bool = True,
         use_bn: bool = False,
+        last_layer_fp32: bool = False,
     ) -> None:
         super().__init__()
         if nlayers < 1:
@@ -86,7 +93,7 @@ class DINOHead(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
-        self.last_layer = WeightNormLinear(bottleneck_dim, out_dim)
+        self.last_layer = WeightNormLinear(bottleneck_dim, out_dim, fp32=last_layer_fp32)
         self.last_layer.weight_g.requires_grad = not norm_last_layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -71,3 +71,22 @@ def test_build_head_from_config():
     assert head.last_layer.weight_v.shape == (40, 12)
     assert head.last_layer.weight_g.requires_grad
     assert head(torch.randn(2, 16)).shape == (2, 40)
+
+
+def test_fp32_last_layer_under_bf16_autocast():
+    """head.last_layer_fp32 (default): prototype scores as exact as fp32 under bf16 autocast;
+    the bf16 path rounds them ~1e-3 (benchmarks/head_precision.py)."""
+    torch.manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(16, 32), dim=-1)
+    exact, rounded = WeightNormLinear(32, 512, fp32=True), WeightNormLinear(32, 512)
+    rounded.load_state_dict(exact.state_dict())
+    v = exact.weight_v.double()
+    ref = x.double() @ (v / v.norm(dim=1, keepdim=True)).t()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        a, b = exact(x), rounded(x)
+    assert a.dtype == b.dtype == torch.float32
+    assert (a.double() - ref).abs().max() < 1e-6 < 1e-4 < (b.double() - ref).abs().max()
+    a.sum().backward()
+    assert exact.weight_v.grad.dtype == torch.float32 and torch.isfinite(exact.weight_v.grad).all()
+    assert build_head(HeadConfig(out_dim=64), 32).last_layer.fp32  # the default
+    assert not build_head(HeadConfig(out_dim=64, last_layer_fp32=False), 32).last_layer.fp32
