@@ -49,3 +49,10 @@ def test_schema_keeps_main_dino_defaults():
     cfg = Config()
     assert (cfg.data.global_scale, cfg.data.local_scale) == ([0.4, 1.0], [0.05, 0.4])
     assert (cfg.optim.clip_grad, cfg.teacher.temp_start) == (3.0, 0.04)
+
+
+def test_cifar10_small_resnet_is_the_measured_cpu_recipe():
+    cfg = load_config("cifar10_small_resnet")
+    assert (cfg.model.arch, cfg.model.embed_dim, cfg.model.depth) == ("small_resnet", 256, 1)
+    assert (cfg.teacher.momentum, cfg.teacher.temp_start, cfg.teacher.temp) == (0.98, 0.04, 0.04)
+    assert (cfg.head.out_dim, cfg.optim.base_lr, cfg.data.num_local_crops) == (1024, 0.004, 4)
