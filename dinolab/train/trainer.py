@@ -12,7 +12,6 @@ rank 0 writes logs, progress and config.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -21,23 +20,14 @@ from typing import NoReturn
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from dinolab import distributed as dist
 from dinolab.config.loader import save_config, to_yaml
 from dinolab.config.schema import Config
-from dinolab.data import (
-    EpochSampler,
-    IBOTBatchMasks,
-    MultiCropAugmentation,
-    build_dataset,
-    collate_multicrop,
-)
+from dinolab.data import EpochSampler, IBOTBatchMasks, MultiCropAugmentation, build_dataset
 from dinolab.data.build import require_readable
-from dinolab.data.samplers import EpochBatchSampler
 from dinolab.distributed import resolve_device
-from dinolab.hardware import apply_threads, plan_threads, probe_cpu, resolve_precision
-from dinolab.models.layers.attention import attention_note
+from dinolab.hardware import probe_cpu
 from dinolab.run_dir import (
     CHECKPOINT,
     CONFIG,
@@ -50,7 +40,7 @@ from dinolab.run_dir import (
 )
 from dinolab.train.budget import RunBudget
 from dinolab.train.horizon import finished_hint, planned_steps, run_schedules
-from dinolab.train.interrupt import StopSignal, TrainingInterrupted, ignore_stop_signals
+from dinolab.train.interrupt import StopSignal, TrainingInterrupted
 from dinolab.train.loggers import (
     attach_text_log,
     check_loggers,
@@ -60,23 +50,11 @@ from dinolab.train.loggers import (
 from dinolab.train.monitor import MetricsLogger
 from dinolab.train.progress import RunProgress, epoch_label
 from dinolab.train.run_checkpoint import RunCheckpoints
+from dinolab.train.runtime import build_loader, per_process_batch, resolve_runtime
 from dinolab.train.step import TrainStep
 
 log = logging.getLogger("dinolab")
 __all__ = ["CHECKPOINT", "Trainer", "per_process_batch", "resolve_device"]
-
-
-def per_process_batch(cfg: Config, world_size: int) -> int:
-    """train.batch_size, or train.global_batch_size split over the processes."""
-    total = cfg.train.global_batch_size
-    if total <= 0:
-        return cfg.train.batch_size
-    if total % world_size:
-        raise ValueError(
-            f"train.global_batch_size={total} does not split over {world_size} processes: "
-            "choose a multiple of the process count."
-        )
-    return total // world_size
 
 
 class Trainer(RunCheckpoints):
@@ -87,20 +65,9 @@ class Trainer(RunCheckpoints):
         t = cfg.train
         check_loggers(cfg)  # an unknown or missing logger fails before anything is written
         self.run_dir = Path(cfg.out_dir)
-        self.device = resolve_device(t.device)
-        self.precision, precision_note = resolve_precision(t.precision, self.device)
-        self.threads = plan_threads(
-            t.threads,
-            cfg.data.num_workers,
-            procs_per_machine=dist.local_world_size(),
-            device_type=self.device.type,
-        )
-        apply_threads(self.threads)
-        self.runtime_notes = [
-            precision_note,
-            f"threads: {self.threads.reason}",
-            f"attention: {attention_note(cfg.model.attn_impl, self.device, self.precision)}",
-        ]
+        self.runtime = resolve_runtime(cfg)
+        self.device, self.precision = self.runtime.device, self.runtime.precision
+        self.threads, self.runtime_notes = self.runtime.threads, self.runtime.notes
         dist.init_from_env(t.dist_backend, t.dist_timeout_s, self.device.type == "cuda")
         self.is_main = dist.is_main_process()
         self.world_size = dist.get_world_size()
@@ -140,7 +107,7 @@ class Trainer(RunCheckpoints):
         self.skipped: dict[str, None] = {}  # each unreadable file once, in the order met
         if resume:
             self._load(self.run_dir / CHECKPOINT)
-        self.loader = self._loader()
+        self.loader = build_loader(self.dataset, self.sampler, self.masks, self.runtime, t.seed)
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             attach_text_log(self.run_dir)
@@ -163,20 +130,6 @@ class Trainer(RunCheckpoints):
 
             self.pictures = RunPictures(cfg, self.run_dir, self.device)
         self.final_teacher: nn.Module | None = None  # set by fit() on rank 0
-
-    def _loader(self) -> DataLoader:
-        workers = self.threads.num_workers
-        return DataLoader(
-            self.dataset,
-            batch_sampler=EpochBatchSampler(self.sampler),
-            num_workers=workers,
-            collate_fn=functools.partial(collate_multicrop, masks=self.masks),
-            worker_init_fn=ignore_stop_signals,  # the signal is this process's to handle
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=workers > 0,  # keeps decoded-image caches across epochs
-            prefetch_factor=4 if workers > 0 else None,
-            generator=torch.Generator().manual_seed(self.cfg.train.seed),  # keep global RNG
-        )
 
     # ----------------------------------------------------------------- the loop
     @property
