@@ -53,7 +53,39 @@ def features_per_group(
     return [backbone.forward_features(x, m) for x, m in zip(xs, masks_list, strict=True)]
 
 
-class ResNetBackbone(nn.Module):
+class FeatureMapBackbone(nn.Module):
+    """The ViT's feature dict for a network with a `feature_map(x) -> [B, C, h, w]`: the map's
+    cells are the patch tokens, their average the CLS token (no registers, no masking)."""
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_features(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> dict:
+        """Named outputs like `VisionTransformer.forward_features` (no registers, no masking)."""
+        if masks is not None:
+            raise ValueError(
+                "a ResNet backbone cannot take patch masks; use a ViT for masked (iBOT) training."
+            )
+        fmap = self.feature_map(x)
+        patch = fmap.flatten(2).transpose(1, 2)  # [B, HW, C]
+        cls = patch.mean(dim=1)
+        return token_dict(cls, patch)
+
+    def forward_features_list(
+        self,
+        xs: list[torch.Tensor],
+        masks_list: list[torch.Tensor | None] | None = None,
+        packed: bool = False,
+    ) -> list[dict]:
+        """One `forward_features` per resolution group (`packed` is a ViT-only option)."""
+        return features_per_group(self, "a ResNet", xs, masks_list, packed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Globally average-pooled features [B, C]."""
+        return self.feature_map(x).mean(dim=(2, 3))
+
+
+class ResNetBackbone(FeatureMapBackbone):
     """A torchvision ResNet (random init) without its classifier.
 
     The stages are registered under torchvision's own names (`conv1`, `bn1`, `layer1`..),
@@ -85,27 +117,3 @@ class ResNetBackbone(nn.Module):
         """The last stage's output [B, C, H/32, W/32]."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
-
-    def forward_features(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> dict:
-        """Named outputs like `VisionTransformer.forward_features` (no registers, no masking)."""
-        if masks is not None:
-            raise ValueError(
-                "a ResNet backbone cannot take patch masks; use a ViT for masked (iBOT) training."
-            )
-        fmap = self.feature_map(x)
-        patch = fmap.flatten(2).transpose(1, 2)  # [B, HW, C]
-        cls = patch.mean(dim=1)
-        return token_dict(cls, patch)
-
-    def forward_features_list(
-        self,
-        xs: list[torch.Tensor],
-        masks_list: list[torch.Tensor | None] | None = None,
-        packed: bool = False,
-    ) -> list[dict]:
-        """One `forward_features` per resolution group (`packed` is a ViT-only option)."""
-        return features_per_group(self, "a ResNet", xs, masks_list, packed)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Globally average-pooled features [B, C]."""
-        return self.feature_map(x).mean(dim=(2, 3))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dinolab.models.resnet import features_per_group, token_dict
+from dinolab.models.resnet import FeatureMapBackbone
 
 
 class BasicBlock(nn.Module):
@@ -38,7 +38,7 @@ class BasicBlock(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
-class SmallResNet(nn.Module):
+class SmallResNet(FeatureMapBackbone):
     """Stem 3x3/1, then four stages of `depth` BasicBlocks with widths E/8, E/4, E/2, E and
     strides 1, 2, 2, 2 (`embed_dim` = E, the feature size). E = 512, depth 2 is the CIFAR
     ResNet-18; the CPU recipe uses E = 256, depth 1 (~0.13 GFLOP per 32 px image)."""
@@ -75,25 +75,3 @@ class SmallResNet(nn.Module):
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's output [B, E, H/8, W/8]."""
         return self.stages(self.stem(x))
-
-    def forward_features(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> dict:
-        """Named outputs like `VisionTransformer.forward_features` (no registers, no masking)."""
-        if masks is not None:
-            raise ValueError(
-                "a ResNet backbone cannot take patch masks; use a ViT for masked (iBOT) training."
-            )
-        patch = self.feature_map(x).flatten(2).transpose(1, 2)  # [B, HW, C]
-        return token_dict(patch.mean(dim=1), patch)
-
-    def forward_features_list(
-        self,
-        xs: list[torch.Tensor],
-        masks_list: list[torch.Tensor | None] | None = None,
-        packed: bool = False,
-    ) -> list[dict]:
-        """One `forward_features` per resolution group (`packed` is a ViT-only option)."""
-        return features_per_group(self, "a ResNet", xs, masks_list, packed)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Globally average-pooled features [B, E]."""
-        return self.feature_map(x).mean(dim=(2, 3))
