@@ -184,3 +184,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     lr.add_argument("--test", help="optional labelled folder: report the chosen C on it")
     lr.add_argument("--max-iter", type=int, default=200)
     lr.set_defaults(func=cmd_logreg)
+
+    from dinolab.cli import eval_instance  # retrieval, copydetect, copyset
+
+    eval_instance.register(sub)
