@@ -1,4 +1,6 @@
 """Old config key names that still load: each maps to its new place and warns once.
+Keys added with a new default that would change an old run: a saved run without them keeps
+the value it ran with (`ADDED`).
 
 Override strings in scripts (`optim.momentum_teacher=0.98`), user preset files and the
 `config.yaml` of runs made before the `teacher` group and `ibot.head` existed must keep working,
@@ -24,6 +26,12 @@ RENAMED = {
     "ibot.hidden_dim": "ibot.head.hidden_dim",
     "ibot.bottleneck_dim": "ibot.head.bottleneck_dim",
     "ibot.nlayers": "ibot.head.nlayers",
+}
+
+# dotted key added later -> the value every run saved before it had (its behaviour then): a
+# saved run's config.yaml without the key gets this value, not the schema's new default
+ADDED = {
+    "model.interpolate_offset": 0.0,  # position embeddings resampled with size= (issue 13)
 }
 
 _warned: set[str] = set()  # old keys already reported in this process
@@ -67,4 +75,24 @@ def migrate(tree: dict[str, Any], source: str) -> dict[str, Any]:
             node = child
         node.setdefault(leaf, value)  # the new key, when also given, wins
     _warn(found, source)
+    return tree
+
+
+def missing_added(tree: dict[str, Any]) -> list[str]:
+    """The `ADDED` keys a saved run's nested config dict lacks (it predates them)."""
+    missing = []
+    for key in ADDED:
+        group, name = key.split(".")
+        if not isinstance(tree.get(group), dict) or name not in tree[group]:
+            missing.append(key)
+    return missing
+
+
+def fill_added(tree: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a saved run's nested config dict with each missing `ADDED` key set to the
+    value the run had, so that loading or resuming it behaves as it did."""
+    tree = {k: dict(v) if isinstance(v, dict) else v for k, v in tree.items()}
+    for key in missing_added(tree):
+        group, name = key.split(".")
+        tree[group] = {**(tree.get(group) or {}), name: ADDED[key]}
     return tree

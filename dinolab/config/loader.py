@@ -143,8 +143,10 @@ def save_config(cfg: Config, path: str | Path, notes: list[str] | None = None) -
 
 
 def load_saved_config(path: str | Path) -> Config:
-    """Read a run's resolved `config.yaml` back into a typed Config."""
+    """Read a run's resolved `config.yaml` back into a typed Config (keys added since the run
+    was saved take the value it ran with: `legacy.ADDED`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"No config.yaml at '{path}': is this a dinolab run directory?")
-    return load_config(base=OmegaConf.load(path))
+    saved = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    return load_config(base=legacy.fill_added(saved if isinstance(saved, dict) else {}))

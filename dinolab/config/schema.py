@@ -28,6 +28,11 @@ class ModelConfig:
     init: str | None = None
     patch_size: int = 16
     img_size: int = 224  # size the position embedding is stored for; other sizes interpolate
+    # How the position embedding is resampled to other grids (bicubic): 0.1 = scale factor
+    # (g + 0.1) / M, the rule of both official trainers (facebookresearch/dino and dinov2);
+    # 0 = size=(gh, gw), dinolab's rule before this key (runs saved without it keep it:
+    # config/legacy.py). Saved with the run and in its teacher export.
+    interpolate_offset: float = 0.1
     drop_path_rate: float = 0.1
     num_register_tokens: int = 0
     layerscale_init: float | None = None  # e.g. 1e-5 for DINOv2; None disables LayerScale

@@ -9,15 +9,17 @@ from torch import nn
 from dinolab.config.schema import ModelConfig
 from dinolab.models import convert
 from dinolab.models.resnet import ResNetBackbone
-from dinolab.models.weights import save_backbone
+from dinolab.models.weights import pos_interpolation, save_backbone
 
 
 def model_config_of(model: nn.Module) -> ModelConfig:
-    """The ModelConfig that rebuilds `model` (read from its weights and head count)."""
+    """The ModelConfig that rebuilds `model` (read from its weights, head count and rule)."""
     model = getattr(model, "backbone", model)
     if isinstance(model, ResNetBackbone):
         return ModelConfig(arch="resnet50", patch_size=32, drop_path_rate=0.0)
-    return convert.infer_model_config(model.state_dict(), getattr(model, "num_heads", None))
+    cfg = convert.infer_model_config(model.state_dict(), getattr(model, "num_heads", None))
+    cfg.interpolate_offset = pos_interpolation(model)["offset"]
+    return cfg
 
 
 def export_safetensors(model: nn.Module, out: str | Path) -> Path:

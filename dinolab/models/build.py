@@ -32,7 +32,7 @@ KNOWN_ARCHS = (*VIT_FACTORIES, *RESNET_ARCHS, "small_resnet")
 
 def build_backbone(
     cfg: ModelConfig,
-    interpolate_offset: float = 0.0,
+    interpolate_offset: float | None = None,
     interpolate_antialias: bool = False,
     cls_token_std: float = 0.02,
 ) -> nn.Module:
@@ -40,8 +40,9 @@ def build_backbone(
     `timm:NAME` / `torchvision:NAME` models; `cifar_stem` is for ResNets only).
 
     `interpolate_offset` / `interpolate_antialias`: the ViT's position-embedding rule (see
-    `VisionTransformer`); the defaults are the rule dinolab trains with. `cls_token_std`: the
-    ViT's CLS-token init (DINO 0.02; DINOv2 1e-6)."""
+    `VisionTransformer`); offset None is the config's (`cfg.interpolate_offset`), which training
+    and a run's loaders use. `cls_token_std`: the ViT's CLS-token init (DINO 0.02; DINOv2 1e-6).
+    """
     if is_adapter_arch(cfg.arch):
         return build_adapter(cfg.arch, cifar_stem=cfg.cifar_stem)
     if cfg.arch in RESNET_ARCHS:
@@ -66,6 +67,7 @@ def build_backbone(
         )
         if v > 0
     }
+    offset = cfg.interpolate_offset if interpolate_offset is None else interpolate_offset
     return VIT_FACTORIES[cfg.arch](
         **sizes,
         patch_size=cfg.patch_size,
@@ -79,7 +81,7 @@ def build_backbone(
         drop_path_uniform=cfg.drop_path_uniform,
         drop_path_impl=cfg.drop_path_impl,
         linear_kernel=cfg.linear_kernel,
-        interpolate_offset=interpolate_offset,
+        interpolate_offset=offset,
         interpolate_antialias=interpolate_antialias,
         cls_token_std=cls_token_std,
     )

@@ -72,14 +72,14 @@ def _dinov2(size: str, arch: str, registers: int) -> HubModel:
         num_register_tokens=registers,
         layerscale_init=1e-5,
         ffn="swiglu" if arch == "vit_giant2" else "mlp",
+        interpolate_offset=0.0 if registers else 0.1,
     )
     stem = f"dinov2_vit{size}14"
     name = stem + ("_reg" if registers else "")
     url = f"{DINOV2_URL}/{stem}/{stem}{'_reg4' if registers else ''}_pretrain.pth"
     # dinov2/hub/backbones.py: register models resample with size= and antialias, offset 0.
-    if registers:
-        return HubModel(name, "dinov2", cfg, url, interpolate_antialias=True)
-    return HubModel(name, "dinov2", cfg, url, interpolate_offset=0.1)
+    rule = {"interpolate_antialias": True} if registers else {"interpolate_offset": 0.1}
+    return HubModel(name, "dinov2", cfg, url, **rule)
 
 
 MODELS: dict[str, HubModel] = {

@@ -22,9 +22,9 @@ class VisionTransformer(nn.Module):
 
     The position embedding is resampled bicubically at other sizes, by the rule of
     `interpolate_offset` and `interpolate_antialias` (as in facebookresearch/dinov2):
-    - offset 0 (dinolab's training rule; DINOv2 with registers, with antialias): `size=(gh, gw)`;
-    - offset 0.1 (DINO v1 and DINOv2 without registers): `scale_factor=(g + 0.1) / M`, the
-      "+0.1" kludge of facebookresearch/dino issue #8.
+    - offset 0 (older dinolab runs; DINOv2 with registers, with antialias): `size=(gh, gw)`;
+    - offset 0.1 (both official trainers, DINO v1 and DINOv2 without registers; dinolab's
+      `model.interpolate_offset` default): `scale_factor=(g + 0.1) / M`, facebookresearch/dino #8.
     The scale factor, not only the output size, enters the bicubic kernel's coordinates, so
     the rules give different embeddings at every non-native size.
     """

@@ -34,8 +34,8 @@ from dinolab.models.preprocessing import (
 )
 
 FORMAT = "dinolab-backbone-v1"
-# The rule the trainer's backbones use (bicubic, size=, no antialias): the default of files
-# written before the rule was recorded in their metadata.
+# The rule the trainer's backbones used before `model.interpolate_offset` (bicubic, size=, no
+# antialias): the default of files written before the rule was recorded in their metadata.
 TRAINING_RULE = {"offset": 0.0, "antialias": False}
 
 
@@ -152,8 +152,11 @@ def is_export(meta: dict[str, str]) -> bool:
 
 
 def export_config(meta: dict[str, str]) -> ModelConfig:
-    """The ModelConfig recorded by `save_backbone`."""
-    return ModelConfig(**json.loads(meta["model"]))
+    """The ModelConfig recorded by `save_backbone`, its offset the recorded rule's (files
+    written before `model.interpolate_offset` existed do not hold it)."""
+    return replace(
+        ModelConfig(**json.loads(meta["model"])), interpolate_offset=export_rule(meta)[0]
+    )
 
 
 def export_rule(meta: dict[str, str]) -> tuple[float, bool]:
@@ -163,9 +166,10 @@ def export_rule(meta: dict[str, str]) -> tuple[float, bool]:
 
 
 def build_inference_backbone(
-    cfg: ModelConfig, offset: float = 0.0, antialias: bool = False
+    cfg: ModelConfig, offset: float | None = None, antialias: bool = False
 ) -> nn.Module:
-    """A random-init backbone for `cfg` without stochastic depth; ViTs get the given rule."""
+    """A random-init backbone for `cfg` without stochastic depth; ViTs get the given rule
+    (offset None: the run's, `cfg.interpolate_offset`)."""
     return build_backbone(
         replace(cfg, drop_path_rate=0.0),
         interpolate_offset=offset,

@@ -3,7 +3,8 @@
 A requeued cluster job re-issues the command it was started with. If `out_dir` already holds
 that run, it continues (from step 0 when it was killed before its first checkpoint); a config
 that differs from the saved one is refused, except for the keys in `RESUMABLE_KEYS`, which set
-how long and how visibly a run goes, not what each step computes.
+how long and how visibly a run goes, not what each step computes. A key added to dinolab after
+the run was saved (`config.legacy.ADDED`) keeps the run's value: the command predates it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from dinolab.config import legacy
 from dinolab.config.loader import ConfigError, load_saved_config
 from dinolab.config.schema import Config
 from dinolab.run_dir import CONFIG, has_checkpoint
@@ -63,12 +65,25 @@ def should_resume(cfg: Config) -> bool:
     run_dir = Path(cfg.out_dir)
     saved = run_dir / CONFIG
     if saved.is_file():
-        check_same_run(load_saved_config(saved), cfg, run_dir)
+        run_cfg = load_saved_config(saved)
+        keep_predating_keys(saved, run_cfg, cfg)
+        check_same_run(run_cfg, cfg, run_dir)
         return True
     if has_checkpoint(run_dir):  # no config.yaml: the checkpoint's strict load still checks
         return True
     log.info("starting a new run in %s", run_dir)
     return False
+
+
+def keep_predating_keys(saved: Path, run_cfg: Config, cfg: Config) -> None:
+    """Set in `cfg` the run's value of each key its `config.yaml` predates (`legacy.ADDED`)."""
+    tree = OmegaConf.to_container(OmegaConf.load(saved), resolve=False)
+    for key in legacy.missing_added(tree if isinstance(tree, dict) else {}):
+        group, name = key.split(".")
+        value = getattr(getattr(run_cfg, group), name)
+        if getattr(getattr(cfg, group), name) != value:
+            log.info("%s predates %s: the run keeps %s=%r", saved, key, key, value)
+            setattr(getattr(cfg, group), name, value)
 
 
 def _flat(cfg: Config) -> dict:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from dinolab.config import legacy
-from dinolab.config.loader import load_config, load_saved_config, save_config
+from dinolab.config.loader import list_presets, load_config, load_saved_config, save_config
 
 OLD_RUN = Path(__file__).parent / "old_run_config.yaml"
 
@@ -64,9 +64,11 @@ def test_an_old_runs_config_yaml_loads_and_round_trips(tmp_path, caplog):
     assert cfg.head.norm_last_layer is False and cfg.ibot.head.norm_last_layer is False
     assert cfg.eval.image_size == cfg.viz.image_size == cfg.data.global_size == 48  # 0 resolved
     assert cfg.highres.local_size == cfg.data.local_size == 24
+    assert cfg.model.interpolate_offset == 0.0  # the run resampled with size=, and still does
     save_config(cfg, tmp_path / "config.yaml")  # written back in the new layout...
     text = (tmp_path / "config.yaml").read_text()
     assert "momentum_teacher" not in text and "teacher:\n  momentum: 0.98" in text
+    assert "interpolate_offset: 0.0" in text
     assert load_saved_config(tmp_path / "config.yaml") == cfg  # ...and read the same
 
 
@@ -75,3 +77,15 @@ def test_unknown_keys_are_still_errors():
 
     with pytest.raises(ConfigError, match="Unknown config key 'optim.momentum_teachr'"):
         load_config(overrides=["optim.momentum_teachr=0.9"])
+
+
+def test_keys_added_later_take_the_old_runs_value_only_for_saved_runs(tmp_path):
+    assert load_config().model.interpolate_offset == 0.1  # new runs: the official "+0.1" rule
+    for preset in list_presets():
+        assert load_config(preset).model.interpolate_offset == 0.1, preset
+    filled = legacy.fill_added({"model": {"arch": "vit_tiny"}})
+    assert filled == {"model": {"arch": "vit_tiny", "interpolate_offset": 0.0}}
+    kept = {"model": {"interpolate_offset": 0.1}}
+    assert legacy.fill_added(kept) == kept and legacy.missing_added(kept) == []
+    save_config(load_config(), tmp_path / "config.yaml")  # a new run's file keeps its 0.1
+    assert load_saved_config(tmp_path / "config.yaml").model.interpolate_offset == 0.1

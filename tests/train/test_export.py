@@ -26,7 +26,10 @@ def test_run_without_export_falls_back_to_the_checkpoint(image_dir, tmp_path):
     (run / "teacher_backbone.safetensors").unlink()
     from_ckpt, cfg = load_run_backbone(run)
     assert cfg.model.depth == 2
-    x = torch.randn(1, 3, 32, 32)
+    # a new run trains, saves and exports the official "+0.1" rule (model.interpolate_offset)
+    assert cfg.model.interpolate_offset == 0.1
+    assert from_export.interpolate_offset == from_ckpt.interpolate_offset == 0.1
+    x = torch.randn(1, 3, 48, 24)  # not the native 4 x 4 grid, not square
     assert torch.equal(from_export(x), from_ckpt(x))
 
 

@@ -226,3 +226,23 @@ def test_a_run_saved_with_the_old_config_keys_resumes_like_the_new_one(data, tmp
     expected = load_checkpoint(new / "checkpoint.pth")
     assert expected["global_step"] == 6
     _assert_same_weights(old, expected["model"])
+
+
+def test_a_run_saved_before_interpolate_offset_resumes_with_size_resampling(data, tmp_path):
+    """Its config.yaml has no model.interpolate_offset: --resume and the re-issued command
+    (--resume auto, which the new default 0.1 would otherwise refuse) keep its size= rule."""
+    new, old = tmp_path / "new", tmp_path / "old"
+    with stop_after(4):
+        command = ["pretrain", str(data), *tiny_overrides(data, new)]
+        assert main([*command, "model.interpolate_offset=0.0"]) == 143
+    shutil.copytree(new, old)
+    text = (old / "config.yaml").read_text()
+    (old / "config.yaml").write_text(text.replace("  interpolate_offset: 0.0\n", ""))
+    assert "interpolate_offset" not in (old / "config.yaml").read_text()
+    assert main(["pretrain", "--resume", str(new)]) == 0
+    again = ["pretrain", str(data), *tiny_overrides(data, old), "--resume", "auto"]
+    assert main(again) == 0
+    expected = load_checkpoint(new / "checkpoint.pth")
+    assert expected["global_step"] == 6
+    _assert_same_weights(old, expected["model"])
+    assert "interpolate_offset: 0.0" in (old / "config.yaml").read_text()
