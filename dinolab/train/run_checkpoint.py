@@ -80,6 +80,23 @@ def _write(path: Path, state: dict) -> None:
         raise OSError(e.errno, e.strerror or str(e), str(path)) from e
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict, path: Path) -> None:
+    """`optimizer.load_state_dict(saved)`, or one sentence when the parameter groups differ:
+    a DINOv2 checkpoint saved before its heads' last layers got groups of their own (the
+    lr-0 freeze) has fewer, and its AdamW state cannot be matched to this run's parameters."""
+    theirs = [len(g["params"]) for g in saved.get("param_groups", [])]
+    ours = [len(g["params"]) for g in optimizer.param_groups]
+    if theirs != ours:
+        how = f"{len(theirs)} vs {len(ours)}" if len(theirs) != len(ours) else "other sizes"
+        raise ValueError(
+            f"'{path}' holds optimizer state for other parameter groups than this run has "
+            f"({how}; DINOv2 checkpoints saved before the last-layer freeze by lr 0 do), so it "
+            "cannot be resumed: start a new run, or start one from its weights with "
+            f"model.init={path.parent} (fresh heads and optimizer)."
+        )
+    optimizer.load_state_dict(saved)
+
+
 def remove_partial_writes(run_dir: Path) -> None:
     """Delete temp files that a kill in the middle of an atomic save left behind."""
     for tmp in run_dir.glob("*.tmp-*"):
@@ -177,7 +194,7 @@ class RunCheckpoints:
             raise ValueError(f"'{path}' was saved without FSDP: resume it with train.parallel=ddp.")
         else:
             load_state_dict_strict(self.model, state["model"], "this run's model")
-            self.optimizer.load_state_dict(state["optimizer"])
+            load_optimizer_state(self.optimizer, state["optimizer"], path)
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.global_step = state["global_step"]
         self.skipped = dict.fromkeys(state.get("skipped", []))

@@ -246,3 +246,41 @@ def test_a_run_saved_before_interpolate_offset_resumes_with_size_resampling(data
     assert expected["global_step"] == 6
     _assert_same_weights(old, expected["model"])
     assert "interpolate_offset: 0.0" in (old / "config.yaml").read_text()
+
+
+def _without_freeze_groups(optimizer_state: dict) -> dict:
+    """The optimizer state as dinolab saved it before the DINOv2 last layers had groups of
+    their own: each one merged back into the group of the same decay and lr factor."""
+    groups: list[dict] = []
+    for g in optimizer_state["param_groups"]:
+        g = {k: v for k, v in g.items() if k != "freeze_epochs"}
+        key = (g["apply_wd"], g.get("lr_multiplier", 1.0))
+        same = [h for h in groups if (h["apply_wd"], h.get("lr_multiplier", 1.0)) == key]
+        if same:
+            same[0]["params"] = same[0]["params"] + g["params"]
+        else:
+            groups.append(g)
+    return {**optimizer_state, "param_groups": groups}
+
+
+def test_a_dinov2_checkpoint_from_before_the_freeze_groups_is_one_clear_error(
+    data, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    with stop_after(2):  # KoLeo makes it a DINOv2 run: last layers frozen by lr 0
+        assert (
+            main(["pretrain", str(data), *tiny_overrides(data, run), "loss.koleo_weight=0.1"])
+            == 143
+        )
+    capsys.readouterr()
+    state = load_checkpoint(run / "checkpoint.pth")
+    old = _without_freeze_groups(state["optimizer"])
+    assert len(old["param_groups"]) < len(state["optimizer"]["param_groups"])
+    ckpt.save_checkpoint(run / "checkpoint.pth", {**state, "optimizer": old})
+
+    assert main(["pretrain", "--resume", str(run)]) == 2
+    err = _one_line_error(capsys)
+    counts = f"({len(old['param_groups'])} vs {len(state['optimizer']['param_groups'])};"
+    assert f"holds optimizer state for other parameter groups than this run has {counts}" in err
+    assert "start a new run" in err and f"model.init={run}" in err
+    assert load_checkpoint(run / "checkpoint.pth")["global_step"] == 2  # left as it was
