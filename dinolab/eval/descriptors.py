@@ -60,9 +60,10 @@ def gem(tokens: Tensor, p: float = 4.0, eps: float = 1e-6) -> Tensor:
 def fit_to_patch(x: Tensor, patch: int) -> Tensor:
     """Cut the right / bottom remainder so H and W are multiples of the patch (at least one)."""
     h, w = x.shape[-2:]
-    if h < patch or w < patch:
+    if h < patch or w < patch:  # DINO's conv would fail: enlarge to one patch first
         size = (max(h, patch), max(w, patch))
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        h, w = size
     return x[..., : h - h % patch, : w - w % patch]
 
 

@@ -50,7 +50,8 @@ def revisited_map(
     junk: Sequence[np.ndarray],
     ks: Sequence[int] = (1, 5, 10),
 ) -> dict:
-    """mAP and mP@k over queries, per-query AP (None for queries without positives).
+    """mAP and mP@k over queries, per-query AP (None for queries without positives; all None
+    when no query has one).
 
     rankings: [n_queries, n_db] database indices, best first. Junk images are removed from
     the ranking before AP; queries without positives are left out of the means.
@@ -66,8 +67,9 @@ def revisited_map(
         aps.append(average_precision(pos, len(ok)))
         precisions.append([precision_at(pos, k) for k in ks])
     scored = [a for a in aps if a is not None]
-    if not scored:
-        raise ValueError("No query has a positive image: the ground truth gives nothing to score.")
+    if not scored:  # e.g. a set without hard positives: nothing to score, not an error
+        return {"mAP": None, **{f"mP@{k}": None for k in ks}, "n_queries_scored": 0,
+                "ap_per_query": aps}  # fmt: skip
     mean_p = np.mean(precisions, axis=0)
     return {
         "mAP": 100 * float(np.mean(scored)),

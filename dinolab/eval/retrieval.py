@@ -103,13 +103,14 @@ def run_retrieval(
 
 def retrieval_table(result: dict) -> str:
     """Medium / Hard mAP and mP@k as markdown, with the query mode under the title."""
-    ks = [k.removeprefix("mP@") for k in result["medium"] if k.startswith("mP@")]
+    metrics = ["mAP", *(k for k in result["medium"] if k.startswith("mP@"))]
     rows = [
-        [p.capitalize(), result[p]["mAP"], *(result[p][f"mP@{k}"] for k in ks)] for p in PROTOCOLS
-    ]
+        [p.capitalize(), *("-" if v is None else v for v in (result[p][m] for m in metrics))]
+        for p in PROTOCOLS
+    ]  # "-": no query of the set has a positive under that protocol
     title = (
         f"## Retrieval: {result['n_queries']} queries, {result['n_db']} images, "
         f"long side {result['imsize']}{', multi-scale' if result['multiscale'] else ''}\n\n"
         f"Queries: {result['query_images']}."
     )
-    return markdown_table(title, ["protocol", "mAP", *(f"mP@{k}" for k in ks)], rows)
+    return markdown_table(title, ["protocol", *metrics], rows)

@@ -42,8 +42,8 @@ def test_query_without_positives_is_left_out():
     result = revisited_map(rankings, [np.array([1]), np.array([], dtype=int)], [[], []])
     assert result["ap_per_query"] == [25.0, None]
     assert result["mAP"] == 25.0 and result["n_queries_scored"] == 1
-    with pytest.raises(ValueError, match="No query has a positive"):
-        revisited_map(rankings, [[], []], [[], []])
+    empty = revisited_map(rankings, [[], []], [[], []], ks=(1,))
+    assert empty == {"mAP": None, "mP@1": None, "n_queries_scored": 0, "ap_per_query": [None] * 2}
 
 
 def test_precision_at_k_follows_the_revisited_rule():
