@@ -187,4 +187,4 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     from dinolab.cli import eval_instance  # retrieval, copydetect, copyset
 
-    eval_instance.register(sub)
+    eval_instance.register(sub, _setup, _finish)

@@ -5,18 +5,20 @@
   dinolab eval copyset SRC OUT          a Copydays-like set made from any image folder
 
 MODEL is anything `options.resolve_model` reads; results go where the other protocols write
-theirs (`eval._setup`): retrieval.json / .md, copydetect.json / .md, with a feature cache.
+theirs: retrieval.json / .md, copydetect.json / .md, with a feature cache. `dinolab.cli.eval`
+registers these commands and hands over its setup / finish steps (no import back, no cycle).
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from dinolab.cli.options import add_model_args, add_runtime_args
 
 
 def _model_and_output(p: argparse.ArgumentParser) -> None:
-    add_model_args(p, positional=True)
+    add_model_args(p)
     p.add_argument("--batch-size", type=int, default=32, help="images of one shape per forward")
     add_runtime_args(p)
     p.add_argument("--out", help="where to write results (default: the run directory)")
@@ -26,10 +28,9 @@ def _model_and_output(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_retrieval(args: argparse.Namespace) -> int:
-    from dinolab.cli.eval import _finish, _setup
     from dinolab.eval.retrieval import retrieval_table, run_retrieval
 
-    backbone, _, out, kw = _setup(args)
+    backbone, _, out, kw = args.setup(args)
     result = run_retrieval(
         backbone,
         args.db,
@@ -41,14 +42,13 @@ def cmd_retrieval(args: argparse.Namespace) -> int:
         out_dir=out,
         **kw,
     )
-    return _finish(retrieval_table(result), out, "retrieval")
+    return args.finish(retrieval_table(result), out, "retrieval")
 
 
 def cmd_copydetect(args: argparse.Namespace) -> int:
-    from dinolab.cli.eval import _finish, _setup
     from dinolab.eval.copy_detection import copydetect_table, run_copydetect
 
-    backbone, _, out, kw = _setup(args)
+    backbone, _, out, kw = args.setup(args)
     result = run_copydetect(
         backbone,
         args.db,
@@ -61,7 +61,7 @@ def cmd_copydetect(args: argparse.Namespace) -> int:
         out_dir=out,
         **kw,
     )
-    return _finish(copydetect_table(result), out, "copydetect")
+    return args.finish(copydetect_table(result), out, "copydetect")
 
 
 def cmd_copyset(args: argparse.Namespace) -> int:
@@ -87,8 +87,12 @@ def cmd_copyset(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add retrieval, copydetect and copyset to the `dinolab eval` sub-commands."""
+def register(sub: argparse._SubParsersAction, setup: Callable, finish: Callable) -> None:
+    """Add retrieval, copydetect and copyset to the `dinolab eval` sub-commands.
+
+    setup(args) -> (backbone, image_size, out_dir, descriptor kwargs) and
+    finish(table, out_dir, name) are `dinolab.cli.eval`'s, shared by every protocol.
+    """
     r = sub.add_parser("retrieval", help="revisited Oxford / Paris-style retrieval, mAP M / H")
     _model_and_output(r)
     r.add_argument("--db", required=True, help="folder of the database images (imlist)")
@@ -101,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="crop queries to their box (revisited standard; DINO does not)",
     )
-    r.set_defaults(func=cmd_retrieval)
+    r.set_defaults(func=cmd_retrieval, setup=setup, finish=finish)
 
     c = sub.add_parser("copydetect", help="Copydays-style copy detection, mAP per block")
     _model_and_output(c)
@@ -116,16 +120,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     c.add_argument("--imsize", type=int, default=320, help="images resized to imsize^2")
     c.add_argument("--topk", type=int, default=20, help="ranks scored per query")
-    c.set_defaults(func=cmd_copydetect)
+    c.set_defaults(func=cmd_copydetect, setup=setup, finish=finish)
 
     s = sub.add_parser("copyset", help="make a Copydays-like set from an image folder")
     s.add_argument("source", metavar="SRC", help="image folder (searched recursively)")
     s.add_argument("out", metavar="OUT", help="new folder for the set")
-    s.add_argument("--originals", type=int, default=100)
-    s.add_argument("--distractors", type=int, default=1000)
+    s.add_argument("--originals", type=int, default=100, help="images that get edited copies")
+    s.add_argument("--distractors", type=int, default=1000, help="database images without copies")
     s.add_argument("--whiten", type=int, default=500, help="images for learning whitening")
     s.add_argument("--strong", type=int, default=2, help="strong copies per original")
     s.add_argument("--long-side", type=int, default=0, help="resize images first (0: keep)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="of the image picks and the edits")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_copyset)
