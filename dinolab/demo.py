@@ -125,7 +125,7 @@ def main() -> int:
         "A few CPU minutes are the very start of a DINO run (papers train 100-800 epochs);\n"
         "train longer (e.g. `python -m dinolab.demo train.time_budget=30min`) and watch the\n"
         "k-NN panel of curves.png. Measured learning curves are in benchmarks/RESULTS.md.\n"
-        f"Next: dinolab viz attention {run_dir} IMAGE.jpg  |  dinolab eval linear --run {run_dir}"
+        f"Next: dinolab viz attention {run_dir} IMAGE.jpg  |  dinolab eval linear {run_dir}"
         " --train ... --val ..."
     )
     return 0

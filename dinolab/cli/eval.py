@@ -1,7 +1,8 @@
-"""`dinolab eval knn | linear | logreg | fewshot`: frozen-backbone evaluations of a model.
+"""`dinolab eval knn | linear | logreg | fewshot MODEL`: frozen-backbone evaluations of a model.
 
-`--run MODEL` is anything `options.resolve_model` reads: a run directory, a teacher
-.safetensors (or other weights file) or a hub name (`--weights PATH` offline). Every protocol
+MODEL (first, as in every command) is anything `options.resolve_model` reads: a run
+directory, a teacher .safetensors (or other weights file) or a hub name (`--weights PATH`
+offline); `--run MODEL`, the old spelling, still works with a warning. Every protocol
 extracts (and caches) features of the labelled folders with the model's normalisation, writes
 `<protocol>.json` and `<protocol>.md` into the run directory (the file's folder; for hub
 models runs/eval-NAME; or --out) and prints the table.
@@ -16,12 +17,12 @@ from dinolab.cli.options import add_model_args, add_runtime_args, model_from_arg
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    add_model_args(p, positional=False)
+    add_model_args(p, run_alias=True)
     p.add_argument("--train", required=True, help="labelled image folder (class subfolders)")
     p.add_argument("--val", required=True, help="labelled image folder to evaluate on")
     p.add_argument("--image-size", type=int, default=0,
                    help="default: the run's eval size (224 for hub models)")  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
     add_runtime_args(p)
     p.add_argument("--out", help="where to write results (default: the run directory)")
     p.add_argument("--cache-dir", help="feature cache (default: OUT/feature_cache)")
@@ -147,17 +148,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     k = sub.add_parser("knn", help="weighted k-NN on frozen teacher features")
     _common(k)
-    k.add_argument("--k", type=int, nargs="+", default=[10, 20, 100, 200])
-    k.add_argument("--temperature", type=float, default=0.07)
+    k.add_argument("--k", type=int, nargs="+", default=[10, 20, 100, 200],
+                   help="numbers of neighbours to vote (one score each)")  # fmt: skip
+    k.add_argument("--temperature", type=float, default=0.07, help="of the similarity weights")
     k.set_defaults(func=cmd_knn)
 
     f = sub.add_parser("fewshot", help="k-NN with n training images per class, several draws")
     _common(f)
     f.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10], help="images per class")
     f.add_argument("--tries", type=int, default=5, help="random draws per shot count")
-    f.add_argument("--k", type=int, nargs="+", default=[10, 20])
-    f.add_argument("--temperature", type=float, default=0.07)
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--k", type=int, nargs="+", default=[10, 20], help="numbers of neighbours")
+    f.add_argument("--temperature", type=float, default=0.07, help="of the similarity weights")
+    f.add_argument("--seed", type=int, default=0, help="of the draws of training images")
     f.set_defaults(func=cmd_fewshot)
 
     lin = sub.add_parser("linear", help="grid of linear probes, best chosen on --val")
@@ -172,9 +174,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     lin.add_argument("--lr", type=float, nargs="+", help="base lrs at batch 256 (DINOv2 grid)")
     lin.add_argument("--variants", nargs="+", help="feature variants, e.g. 4 1+avgpool")
     lin.add_argument("--test", help="optional labelled folder: report the chosen head on it")
-    lin.add_argument("--momentum", type=float, default=0.9)
-    lin.add_argument("--weight-decay", type=float, default=0.0)
-    lin.add_argument("--seed", type=int, default=0)
+    lin.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    lin.add_argument("--weight-decay", type=float, default=0.0, help="SGD weight decay")
+    lin.add_argument("--seed", type=int, default=0, help="of head init and data order")
     lin.set_defaults(func=cmd_linear)
 
     lr = sub.add_parser("logreg", help="L2 logistic regression (L-BFGS), C chosen on --val")
@@ -182,7 +184,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     lr.add_argument("--C", type=float, nargs="+", help="inverse L2 strengths (default 1e-3..100)")
     lr.add_argument("--variant", default="1", help="feature variant, e.g. 1 or 1+avgpool")
     lr.add_argument("--test", help="optional labelled folder: report the chosen C on it")
-    lr.add_argument("--max-iter", type=int, default=200)
+    lr.add_argument("--max-iter", type=int, default=200, help="L-BFGS iterations per C")
     lr.set_defaults(func=cmd_logreg)
 
     from dinolab.cli import eval_instance  # retrieval, copydetect, copyset

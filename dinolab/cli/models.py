@@ -94,7 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a multiple of the patch size (default: the model's own: a run's eval size, an "
         "export's recorded size, 224 for published models)",
     )
-    x.add_argument("--batch-size", type=int, default=32)
+    x.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     x.add_argument("--patch-tokens", action="store_true", help="also the patch-token maps")
     x.add_argument("--last-n", type=int, default=0, help="also CLS / pooled of the last n blocks")
     x.add_argument("--no-crop", action="store_true", help="resize to a square, no centre crop")
@@ -103,7 +103,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     e = sub.add_parser("export", help="write a backbone as safetensors, timm, HF or ONNX")
     add_model_args(e)
-    e.add_argument("--to", required=True, choices=["safetensors", "timm", "hf", "onnx"])
+    e.add_argument(
+        "--to",
+        required=True,
+        choices=["safetensors", "timm", "hf", "onnx"],
+        help="dinolab safetensors (with its config), timm or HuggingFace weights, or ONNX",
+    )
     e.add_argument("--out", required=True, help="output file (HF: a directory)")
     e.add_argument(
         "--image-size",

@@ -84,14 +84,18 @@ def runtime(args: argparse.Namespace) -> Runtime:
     return Runtime(device, args.precision, not args.quiet, workers)
 
 
-def add_model_args(p: argparse.ArgumentParser, positional: bool = True) -> None:
-    """MODEL (positional, or --run / --model for eval), --weights, --student, --no-pretrained."""
-    if positional:
-        p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+def add_model_args(p: argparse.ArgumentParser, run_alias: bool = False) -> None:
+    """MODEL (positional), --weights, --student, --no-pretrained.
+
+    `run_alias` (eval): the old spelling `--run MODEL` / `--model MODEL` still works, hidden
+    from --help, with a warning (`model_spec`); MODEL is then optional to argparse.
+    """
+    if run_alias:
+        p.add_argument("model", nargs="?", metavar="MODEL", help=MODEL_HELP)
+        p.add_argument("--run", "--model", dest="run_alias", metavar="MODEL",
+                       help=argparse.SUPPRESS)  # fmt: skip
     else:
-        p.add_argument(
-            "--run", "--model", dest="model", metavar="MODEL", required=True, help=MODEL_HELP
-        )
+        p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--weights", help="with a hub name: local path or URL of its weights")
     p.add_argument("--student", action="store_true", help="the student of a training checkpoint")
     p.add_argument("--no-pretrained", action="store_true", help="hub names: random weights")
@@ -176,10 +180,33 @@ def _from_run_checkpoint(path: Path, cfg, which: str, with_head: bool) -> nn.Mod
     return BackboneWithHead(backbone, head).eval()
 
 
+def model_spec(args: argparse.Namespace) -> str:
+    """MODEL as given, positionally or (deprecated, one warning) with `--run` / `--model`."""
+    alias = getattr(args, "run_alias", None)
+    if alias is not None:
+        if args.model is not None and args.model != alias:
+            raise ValueError(
+                f"two models given ('{args.model}' and --run '{alias}'): give MODEL once, "
+                "as the first argument."
+            )
+        args.model, args.run_alias = alias, None  # warned once, however often it is read
+        log.warning(
+            "--run / --model is deprecated: give MODEL as the first argument "
+            "(`dinolab eval knn %s --train ... --val ...`).",
+            alias,
+        )
+    if args.model is None:
+        raise ValueError(
+            "no MODEL given: name a run directory, weights file or hub name first, e.g. "
+            "`dinolab eval knn runs/x --train PATH/train --val PATH/val`."
+        )
+    return args.model
+
+
 def model_from_args(args: argparse.Namespace, with_head: bool = False) -> ResolvedModel:
     """`resolve_model` with the flags of `add_model_args`."""
     return resolve_model(
-        args.model,
+        model_spec(args),
         weights=args.weights,
         student=args.student,
         pretrained=not args.no_pretrained,

@@ -133,6 +133,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_pretrain)
 
     c = sub.add_parser("config", help="print the resolved config (every key with its value)")
-    c.add_argument("overrides", nargs="*", metavar="key=value")
-    c.add_argument("--preset")
+    c.add_argument("overrides", nargs="*", metavar="key=value", help="config keys to set")
+    c.add_argument("--preset", help=f"one of {', '.join(list_presets())} or a .yaml path")
     c.set_defaults(func=cmd_config)

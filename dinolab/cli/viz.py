@@ -113,6 +113,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.set_defaults(func=cmd_match)
     d = vs.add_parser("video", help="attention map of every frame of a folder, as GIF or MP4")
     _common(d, "folder of frames (sorted by name)", "attention.gif", size=320)
-    d.add_argument("--fps", type=float, default=8.0)
+    d.add_argument("--fps", type=float, default=8.0, help="frames per second of the video")
     d.add_argument("--head", type=int, help="one head (default: the head average)")
     d.set_defaults(func=cmd_video)

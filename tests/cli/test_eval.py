@@ -1,12 +1,13 @@
-"""`dinolab eval knn | fewshot | linear | logreg` on a run directory and on a hub model."""
+"""`dinolab eval knn | fewshot | linear | logreg MODEL`: run directory, weights file, hub name."""
 
 import json
 
 import pytest
 import torch
 
-from dinolab.cli import build_parser
+from dinolab.cli import build_parser, main
 from dinolab.hub import load
+from tests.cli.test_options import subparser
 
 
 def run_cli(argv: list[str]) -> int:
@@ -17,7 +18,6 @@ def run_cli(argv: list[str]) -> int:
 
 def common(run_dir, folders, *extra):
     return [
-        "--run",
         str(run_dir),
         "--train",
         str(folders / "train"),
@@ -123,3 +123,59 @@ def test_eval_precision_flag_is_what_the_backbone_runs(
     argv[argv.index("--precision") + 1] = flag
     assert run_cli([*argv, "--out", str(tmp_path / flag)]) == 0
     assert seen and set(seen) == {dtype}
+
+
+def test_model_is_positional_and_a_weights_file_works(run_dir, folders, tmp_path, capsys):
+    """MODEL comes first, as in extract / export / viz; a lone weights file writes beside it."""
+    weights = tmp_path / "alone" / "teacher.safetensors"
+    weights.parent.mkdir()
+    (run_dir / "teacher_backbone.safetensors").rename(weights)
+    argv = ["eval", "knn", *common(weights, folders, "--k", "1", "--no-cache")]
+    assert build_parser().parse_args(argv).model == str(weights)
+    assert run_cli(argv) == 0
+    assert json.loads((weights.parent / "knn.json").read_text())["n_val"] == 6
+
+
+def test_run_flag_still_works_with_one_warning(run_dir, folders, tmp_path, caplog):
+    argv = ["eval", "knn", "--run", str(run_dir), *common(run_dir, folders, "--k", "1")[1:]]
+    with caplog.at_level("WARNING", logger="dinolab"):
+        assert run_cli([*argv, "--no-cache", "--out", str(tmp_path / "r")]) == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "--run / --model is deprecated" in warned[0]
+    assert (tmp_path / "r" / "knn.json").is_file()
+    usage = subparser(("eval", "knn")).format_help()
+    assert "--run" not in usage and "MODEL" in usage  # the old spelling is hidden
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--k", "1"], "no MODEL given: name a run directory, weights file or hub name first"),
+        (["--run", "other", "--k", "1"], "two models given"),
+    ],
+)
+def test_model_missing_or_twice_is_one_sentence(run_dir, folders, capsys, argv, says):
+    args = common(run_dir, folders, *argv)
+    if "--run" not in argv:
+        args = args[1:]  # no MODEL at all
+    assert main(["eval", "knn", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dinolab: error: {says}") and err.count("\n") == 1
+
+
+def test_hub_name_without_internet_is_one_sentence(folders, tmp_path, monkeypatch, capsys):
+    """No network in tests: the download fails as it does offline, and says what to do."""
+    from urllib.error import URLError
+
+    def offline(url, dst, *a, **kw):
+        raise URLError("no DNS")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "knn", *common("dino_vits16", folders, "--k", "1")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dinolab: error: Could not download https://dl.fbaipublicfiles.com/")
+    assert "dino_deitsmall16_pretrain.pth" in err and "--weights" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # nothing written before the model loaded

@@ -15,7 +15,7 @@ from dinolab.hub import load
 # every command that runs a model on images, with its required arguments
 RUNNERS = {
     ("pretrain",): ["imgs"],
-    **{("eval", p): ["--run", "r", "--train", "t", "--val", "v"] for p in
+    **{("eval", p): ["r", "--train", "t", "--val", "v"] for p in
        ("knn", "fewshot", "linear", "logreg")},
     ("extract",): ["m", "imgs", "--out", "f.npy"],
     **{("viz", c): ["m", "a.jpg"] for c in ("attention", "pca", "match", "video")},
@@ -79,7 +79,7 @@ def test_runtime_resolves_auto():
 
 
 def test_quiet_silences_progress_bars(run_dir, folders, capsys):
-    argv = ["eval", "knn", "--run", str(run_dir), "--train", str(folders / "train"), "--val",
+    argv = ["eval", "knn", str(run_dir), "--train", str(folders / "train"), "--val",
             str(folders / "val"), "--k", "1", "--num-workers", "0", "--no-cache"]  # fmt: skip
     assert main(argv) == 0
     assert "batch" in capsys.readouterr().err  # tqdm: "... 1/1 [00:00<00:00, ...batch/s]"

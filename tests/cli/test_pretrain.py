@@ -62,7 +62,6 @@ def test_pretrain_then_eval_knn(tmp_path, capsys):
             [
                 "eval",
                 "knn",
-                "--run",
                 str(run),
                 "--train",
                 str(data / "train"),
