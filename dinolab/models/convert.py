@@ -8,8 +8,10 @@ dinolab's ViT uses the DINOv2 names, so the published files need only small fixe
   checkpoints are stripped and split;
 - the DINO head's weight-norm keys come as `weight_g/weight_v` (old `nn.utils.weight_norm`) or
   `parametrizations.weight.original0/1` (the newer parametrization): both load.
-timm (`reg_token`, no-embed-class position embedding for register models) and HuggingFace
-transformers (`embeddings.*`, separate q/k/v) layouts are converted in both directions.
+timm (`reg_token`, no-embed-class position embedding for register models:
+`dinolab.models.convert_timm`) and HuggingFace transformers (`embeddings.*`, separate q/k/v:
+`dinolab.models.convert_hf`) layouts are converted in both directions; their converters are
+importable from here too (`convert.from_hf`, `convert.to_timm`, ...).
 """
 
 from __future__ import annotations
@@ -21,10 +23,17 @@ from typing import Any
 import torch
 
 from dinolab.config.schema import ModelConfig
+from dinolab.models.convert_hf import from_hf, to_hf
+from dinolab.models.convert_timm import from_timm, timm_no_embed_class, to_timm
 from dinolab.models.layers import swiglu_hidden_dim
 
 Tensor = torch.Tensor
 StateDict = dict[str, Tensor]
+__all__ = [  # the layout converters of convert_hf / convert_timm are part of this module's API
+    "VIT_SIZES", "flatten_block_chunks", "from_hf", "from_timm", "infer_model_config",
+    "is_resnet", "is_vit", "normalize_resnet", "normalize_vit", "rename_head_keys",
+    "split_training_checkpoint", "strip_prefixes", "to_hf", "to_timm",
+]  # fmt: skip
 
 # name -> (embed_dim, depth, num_heads); the heads cannot be read from the weights.
 VIT_SIZES = {
@@ -106,19 +115,13 @@ def normalize_vit(sd: StateDict) -> StateDict:
     sd = flatten_block_chunks(strip_prefixes(sd))
     if "embeddings.patch_embeddings.projection.weight" in sd:
         sd = from_hf(sd)
-    elif "reg_token" in sd or ("pos_embed" in sd and _timm_no_embed_class(sd)):
+    elif "reg_token" in sd or ("pos_embed" in sd and timm_no_embed_class(sd)):
         sd = from_timm(sd)
     for k in [k for k in sd if k.startswith(("head.", "fc_norm.", "norm_pre."))]:
         sd.pop(k)  # timm classifier / identity leftovers: not part of the backbone
     if "pos_embed" in sd and "mask_token" not in sd:
         sd["mask_token"] = sd["pos_embed"].new_zeros(1, sd["pos_embed"].shape[-1])  # DINO v1
     return sd
-
-
-def _timm_no_embed_class(sd: StateDict) -> bool:
-    """timm register models store the grid position embedding without a CLS entry."""
-    n = sd["pos_embed"].shape[1]
-    return math.isqrt(n) ** 2 == n and math.isqrt(n - 1) ** 2 != n - 1
 
 
 def is_resnet(sd: dict[str, Any]) -> bool:
@@ -171,141 +174,3 @@ def infer_model_config(sd: StateDict, num_heads: int | None = None) -> ModelConf
     if dim != VIT_SIZES[arch][0] or depth != std_depth or heads != std_heads:
         cfg.embed_dim, cfg.depth, cfg.num_heads = dim, depth, heads
     return cfg
-
-
-# ---------------------------------------------------------------- timm
-
-
-def from_timm(sd: StateDict) -> StateDict:
-    """timm VisionTransformer keys -> dinolab (the inverse of `to_timm`)."""
-    sd = dict(sd)
-    if "reg_token" in sd:
-        sd["register_tokens"] = sd.pop("reg_token")
-    if _timm_no_embed_class(sd):  # CLS position folded into cls_token by timm
-        pos = sd["pos_embed"]
-        sd["pos_embed"] = torch.cat((pos.new_zeros(1, 1, pos.shape[-1]), pos), dim=1)
-    if _timm_swiglu(sd):
-        sd = {
-            k.replace(".mlp.fc1.", ".mlp.w12.").replace(".mlp.fc2.", ".mlp.w3."): v
-            for k, v in sd.items()
-        }
-    return sd
-
-
-def _timm_swiglu(sd: StateDict) -> bool:
-    """timm's packed SwiGLU (ViT-g) has fc1 of width 2 * hidden and fc2 of width hidden."""
-    fc1, fc2 = sd.get("blocks.0.mlp.fc1.weight"), sd.get("blocks.0.mlp.fc2.weight")
-    return fc1 is not None and fc2 is not None and fc1.shape[0] == 2 * fc2.shape[1]
-
-
-def to_timm(sd: StateDict) -> StateDict:
-    """dinolab ViT keys -> a timm VisionTransformer state dict (num_classes=0).
-
-    Register models become timm's `reg_token` + no-embed-class layout (CLS position folded
-    into `cls_token`), exactly what timm's own DINOv2 converter produces. No `mask_token`.
-    """
-    out = {k: v for k, v in sd.items() if k != "mask_token"}
-    if "register_tokens" in out:
-        out["reg_token"] = out.pop("register_tokens")
-        pos = out.pop("pos_embed")
-        out["cls_token"] = out["cls_token"] + pos[:, :1]
-        out["pos_embed"] = pos[:, 1:]
-    return {k.replace(".mlp.w12.", ".mlp.fc1.").replace(".mlp.w3.", ".mlp.fc2."): v
-            for k, v in out.items()}  # fmt: skip
-
-
-# ---------------------------------------------------------------- HuggingFace
-
-_HF_BLOCK = {  # the on-disk (Hub) names; transformers >= 5 renames some in memory
-    "norm1": "norm1",
-    "norm2": "norm2",
-    "attention.output.dense": "attn.proj",
-    "layer_scale1.lambda1": "ls1.gamma",
-    "layer_scale2.lambda1": "ls2.gamma",
-    "mlp.fc1": "mlp.fc1",
-    "mlp.fc2": "mlp.fc2",
-    "mlp.weights_in": "mlp.w12",
-    "mlp.weights_out": "mlp.w3",
-}
-_HF_BLOCK_V5 = {"attention.o_proj": "attn.proj", "mlp.down_proj": "mlp.w3"}
-_HF_PARTS = {  # pieces concatenated into one dinolab tensor, in order
-    "attention.attention.query": ("attn.qkv", 0),
-    "attention.attention.key": ("attn.qkv", 1),
-    "attention.attention.value": ("attn.qkv", 2),
-    "attention.q_proj": ("attn.qkv", 0),
-    "attention.k_proj": ("attn.qkv", 1),
-    "attention.v_proj": ("attn.qkv", 2),
-    "mlp.gate_proj": ("mlp.w12", 0),
-    "mlp.up_proj": ("mlp.w12", 1),
-}
-_HF_TOP = {
-    "embeddings.cls_token": "cls_token",
-    "embeddings.mask_token": "mask_token",
-    "embeddings.register_tokens": "register_tokens",
-    "embeddings.position_embeddings": "pos_embed",
-    "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
-    "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
-    "layernorm.weight": "norm.weight",
-    "layernorm.bias": "norm.bias",
-}
-_HF_LAYER = re.compile(r"^encoder\.layer\.(\d+)\.(.+)\.(weight|bias)$")
-
-
-def from_hf(sd: StateDict) -> StateDict:
-    """transformers Dinov2Model / Dinov2WithRegistersModel keys (Hub files, or the renamed
-    in-memory names of transformers >= 5) -> dinolab."""
-    sd = {k.removeprefix("dinov2."): v for k, v in sd.items()}
-    out: StateDict = {}
-    parts: dict[str, dict[int, Tensor]] = {}
-    for k, v in sd.items():
-        if k in _HF_TOP:
-            out[_HF_TOP[k]] = v
-            continue
-        if k.endswith(".lambda1"):  # encoder.layer.{i}.layer_scale{n}.lambda1
-            _, _, i, name, _ = k.split(".")
-            out[f"blocks.{i}.{_HF_BLOCK[name + '.lambda1']}"] = v
-            continue
-        m = _HF_LAYER.match(k)
-        if not m:
-            continue  # pooler / classifier of task models
-        i, name, kind = m.groups()
-        if name in _HF_PARTS:
-            target, pos = _HF_PARTS[name]
-            parts.setdefault(f"blocks.{i}.{target}.{kind}", {})[pos] = v
-        elif name in _HF_BLOCK or name in _HF_BLOCK_V5:
-            out[f"blocks.{i}.{_HF_BLOCK.get(name) or _HF_BLOCK_V5[name]}.{kind}"] = v
-    for key, pieces in parts.items():
-        out[key] = torch.cat([pieces[j] for j in sorted(pieces)])
-    return out
-
-
-def to_hf(sd: StateDict) -> StateDict:
-    """dinolab ViT keys -> transformers Dinov2(WithRegisters)Model keys as stored on the Hub
-    (`attention.attention.query`, ...), which every transformers version reads.
-
-    HF blocks always carry LayerScale: models without it (DINO v1) get gammas of 1.
-    """
-    inv_top = {v: k for k, v in _HF_TOP.items()}
-    inv_block = {v: k for k, v in _HF_BLOCK.items()}
-    out: StateDict = {}
-    dim = sd["cls_token"].shape[-1]
-    depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
-    for k, v in sd.items():
-        if k in inv_top:
-            out[inv_top[k]] = v
-            continue
-        _, i, rest = k.split(".", 2)
-        base = f"encoder.layer.{i}"
-        if rest.startswith("attn.qkv."):
-            kind = rest.rsplit(".", 1)[1]
-            for name, part in zip(("query", "key", "value"), v.chunk(3), strict=True):
-                out[f"{base}.attention.attention.{name}.{kind}"] = part.contiguous()
-        elif rest in ("ls1.gamma", "ls2.gamma"):
-            out[f"{base}.{inv_block[rest]}"] = v
-        else:
-            mod, kind = rest.rsplit(".", 1)
-            out[f"{base}.{inv_block[mod]}.{kind}"] = v
-    for i in range(depth):
-        for n in (1, 2):
-            out.setdefault(f"encoder.layer.{i}.layer_scale{n}.lambda1", torch.ones(dim))
-    return out
