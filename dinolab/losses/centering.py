@@ -8,7 +8,8 @@ Two ways, both computed in float32 whatever the autocast dtype of the logits:
   the prototypes are used equally across the global batch. Stateless.
 
 `build_center` and `teacher_targets` pick between the two for the losses (DINO, iBOT) that take
-a `centering` name, so the choice lives in one place.
+a `centering` name, so the choice lives in one place; `CenteredLoss` is the part of those
+losses that holds it.
 """
 
 from __future__ import annotations
@@ -101,6 +102,37 @@ def teacher_targets(
     if center is None:
         return sinkhorn_knopp(teacher_logits, temp, sinkhorn_iterations)
     return center.probs(teacher_logits, temp)
+
+
+class CenteredLoss(nn.Module):
+    """What the DINO and iBOT losses share: a student temperature and the teacher targets of a
+    centring of their own (`centering.center`, an EMA buffer saved with `state_dict()`; none
+    with Sinkhorn-Knopp)."""
+
+    def __init__(
+        self,
+        out_dim: int,
+        student_temp: float = 0.1,
+        center_momentum: float = 0.9,
+        centering: str = "ema",
+        sinkhorn_iterations: int = 3,
+    ) -> None:
+        super().__init__()
+        self.student_temp = student_temp
+        self.sinkhorn_iterations = sinkhorn_iterations
+        self.centering = build_center(centering, out_dim, center_momentum)
+
+    @property
+    def center(self) -> Tensor | None:
+        """The running teacher centre [1, out_dim] (None with Sinkhorn-Knopp)."""
+        return None if self.centering is None else self.centering.center
+
+    def teacher_probs(self, teacher_logits: Tensor, teacher_temp: float) -> Tensor:
+        """Teacher targets [rows, K] (each row sums to 1), float32, no gradient, using the
+        current centre."""
+        return teacher_targets(
+            self.centering, teacher_logits, teacher_temp, self.sinkhorn_iterations
+        )
 
 
 def _logsumexp_over_samples(x: Tensor) -> Tensor:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from dinolab.losses.centering import build_center, teacher_targets
+from dinolab.losses.centering import CenteredLoss
 
 
-class DINOLoss(nn.Module):
+class DINOLoss(CenteredLoss):
     """DINO loss with its teacher centring state.
 
     With `centering="ema"` (DINO) the running centre lives in the buffer
@@ -37,23 +37,9 @@ class DINOLoss(nn.Module):
         centering: str = "ema",
         sinkhorn_iterations: int = 3,
     ) -> None:
-        super().__init__()
+        super().__init__(out_dim, student_temp, center_momentum, centering, sinkhorn_iterations)
         self.out_dim = out_dim
-        self.student_temp = student_temp
         self.centering_mode = centering
-        self.sinkhorn_iterations = sinkhorn_iterations
-        self.centering = build_center(centering, out_dim, center_momentum)
-
-    @property
-    def center(self) -> Tensor | None:
-        """The running teacher centre [1, out_dim] (None with Sinkhorn-Knopp)."""
-        return None if self.centering is None else self.centering.center
-
-    def teacher_probs(self, teacher_logits: Tensor, teacher_temp: float) -> Tensor:
-        """Teacher targets [rows, K], float32, no gradient, using the current centre."""
-        return teacher_targets(
-            self.centering, teacher_logits, teacher_temp, self.sinkhorn_iterations
-        )
 
     def forward(
         self,

@@ -12,32 +12,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from dinolab.losses.centering import build_center, teacher_targets
+from dinolab.losses.centering import CenteredLoss
 
 
-class IBOTPatchLoss(nn.Module):
-    """Masked-patch cross-entropy with its own teacher centring (buffer `centering.center`)."""
-
-    def __init__(
-        self,
-        out_dim: int,
-        student_temp: float = 0.1,
-        center_momentum: float = 0.9,
-        centering: str = "ema",
-        sinkhorn_iterations: int = 3,
-    ) -> None:
-        super().__init__()
-        self.student_temp = student_temp
-        self.sinkhorn_iterations = sinkhorn_iterations
-        self.centering = build_center(centering, out_dim, center_momentum)
-
-    def teacher_probs(self, teacher_logits: Tensor, teacher_temp: float) -> Tensor:
-        """Targets [M, K] for the M masked patches (rows sum to 1), no gradient."""
-        return teacher_targets(
-            self.centering, teacher_logits, teacher_temp, self.sinkhorn_iterations
-        )
+class IBOTPatchLoss(CenteredLoss):
+    """Masked-patch cross-entropy with its own teacher centring (buffer `centering.center`);
+    built like `CenteredLoss` (out_dim, student_temp, center_momentum, centering, iterations)."""
 
     def forward(
         self,
