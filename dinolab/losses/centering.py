@@ -118,6 +118,7 @@ class CenteredLoss(nn.Module):
         sinkhorn_iterations: int = 3,
     ) -> None:
         super().__init__()
+        self.out_dim = out_dim
         self.student_temp = student_temp
         self.sinkhorn_iterations = sinkhorn_iterations
         self.centering = build_center(centering, out_dim, center_momentum)

@@ -26,20 +26,9 @@ class DINOLoss(CenteredLoss):
 
     With `centering="ema"` (DINO) the running centre lives in the buffer
     `centering.center` [1, out_dim], so it is saved and restored with `state_dict()`.
-    With `centering="sinkhorn"` (DINOv2) the loss has no state.
+    With `centering="sinkhorn"` (DINOv2) the loss has no state. Built like `CenteredLoss`
+    (out_dim, student_temp, center_momentum, centering, sinkhorn_iterations).
     """
-
-    def __init__(
-        self,
-        out_dim: int,
-        student_temp: float = 0.1,
-        center_momentum: float = 0.9,
-        centering: str = "ema",
-        sinkhorn_iterations: int = 3,
-    ) -> None:
-        super().__init__(out_dim, student_temp, center_momentum, centering, sinkhorn_iterations)
-        self.out_dim = out_dim
-        self.centering_mode = centering
 
     def forward(
         self,
