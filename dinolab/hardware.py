@@ -160,25 +160,32 @@ def plan_threads(
     """Split this process's share of the cores between torch threads and the data loader.
 
     Under torchrun the processes of one machine share its cores. Workers run their transforms
-    single-threaded, so the only oversubscription risk is intra-op threads + busy workers >
-    cores. CPU training: all of the share for torch, one worker per 4 cores (at least 1 where
-    there are 2+ cores: augmenting crops costs a few percent of a CPU step, measured). GPU
-    training: the GPU does the maths, so the workers get the cores (up to 10, DINO's count).
-    Explicit values (> 0 threads, >= 0 workers) win.
+    single-threaded, and a busy worker that preempts one intra-op thread stalls all of them at
+    the next barrier. CPU training therefore never oversubscribes: up to 2 cores the data is
+    loaded in the main process (no worker), from 3 cores one worker per 4 cores and the rest
+    for torch. Measured on 2 cores (benchmarks/RESULTS.md): 2 threads + 1 worker ran 119 img/s
+    (small_resnet) and 91 (quickstart ViT), 2 threads + no worker 156 and 121. GPU training:
+    the GPU does the maths, so the workers get the cores (up to 10, DINO's count). Explicit
+    values (> 0 threads, >= 0 workers) win.
     """
     cores = cores or available_cores()
     share = max(1, cores // max(1, procs_per_machine))
     if device_type == "cuda":
-        threads = requested_threads if requested_threads > 0 else min(share, 4)
         auto_workers = max(1, min(10, share - 1))
+        workers = requested_workers if requested_workers >= 0 else auto_workers
+        threads = requested_threads if requested_threads > 0 else min(share, 4)
     else:
-        threads = requested_threads if requested_threads > 0 else share
-        auto_workers = 0 if share < 2 else max(1, min(8, share // 4))
-    workers = requested_workers if requested_workers >= 0 else auto_workers
+        auto_workers = 0 if share <= 2 else max(1, min(8, share // 4))
+        workers = requested_workers if requested_workers >= 0 else auto_workers
+        threads = requested_threads if requested_threads > 0 else max(1, share - workers)
+    loading = (
+        f"{workers} data worker{'s' * (workers != 1)} (1 thread each)"
+        if workers
+        else "data loaded in this process (no worker to preempt a torch thread)"
+    )
     why = (
         f"{share} of {cores} cores for this process: {threads} torch "
-        f"thread{'s' * (threads != 1)}, {workers} data worker{'s' * (workers != 1)} "
-        "(1 thread each)"
+        f"thread{'s' * (threads != 1)}, {loading}"
     )
     if device_type != "cuda" and threads + workers > share + 1:
         why += "; more busy threads than cores, expect contention"

@@ -97,16 +97,16 @@ def test_autocast_context_follows_the_resolution(cpu):
 
 def test_thread_plan_from_cores():
     two = hardware.plan_threads(0, -1, cores=2)
-    assert (two.torch_threads, two.num_workers) == (2, 1)
+    assert (two.torch_threads, two.num_workers) == (2, 0)  # no worker preempting a thread
     assert (
-        two.reason
-        == "2 of 2 cores for this process: 2 torch threads, 1 data worker (1 thread each)"
+        two.reason == "2 of 2 cores for this process: 2 torch threads, data loaded in this process "
+        "(no worker to preempt a torch thread)"
     )
     one = hardware.plan_threads(0, -1, cores=1)
     assert (one.torch_threads, one.num_workers) == (1, 0)
     # two torchrun processes on 16 cores: 8 each, 2 workers each
     ddp = hardware.plan_threads(0, -1, cores=16, procs_per_machine=2)
-    assert (ddp.torch_threads, ddp.num_workers) == (8, 2)
+    assert (ddp.torch_threads, ddp.num_workers) == (6, 2)  # threads + workers = the share
     gpu = hardware.plan_threads(0, -1, cores=16, device_type="cuda")
     assert (gpu.torch_threads, gpu.num_workers) == (4, 10)
     explicit = hardware.plan_threads(3, 4, cores=2)
