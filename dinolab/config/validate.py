@@ -39,6 +39,11 @@ def validate_config(cfg: Config) -> None:
             f"train.precision={cfg.train.precision} is not one of {', '.join(PRECISIONS)} "
             "(fp16 is not supported: use bf16 or auto)."
         )
+    if not 0.0 <= cfg.model.interpolate_offset < 1.0:  # the grid must keep g patches per side
+        raise ConfigError(
+            f"model.interpolate_offset={cfg.model.interpolate_offset} must be in [0, 1): use 0.1 "
+            "(the official trainers' rule) or 0 (size=)."
+        )
     try:
         resolve_device(cfg.train.device)
     except ValueError as e:

@@ -21,6 +21,8 @@ VIT8 = ["model.arch=vit_tiny", "model.patch_size=8", "data.global_size=32", "dat
         (["train.epochs=0"], "train.epochs=0 must be at least 1."),
         (["train.max_steps=-1"], "train.max_steps=-1 must be at least 0."),
         (["train.checkpoint_every_epochs=0"], "train.checkpoint_every_epochs=0 must be at least 1"),
+        (["model.interpolate_offset=1.1"], "model.interpolate_offset=1.1 must be in"),
+        (["model.interpolate_offset=-0.1"], "model.interpolate_offset=-0.1 must be in"),
     ],
 )  # fmt: skip
 def test_values_that_cannot_make_a_run_are_refused(overrides, words):
