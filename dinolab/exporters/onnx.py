@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -24,6 +26,27 @@ from dinolab.models.preprocessing import METADATA_KEY, preprocessing_of
 from dinolab.models.weights import pos_interpolation
 
 log = logging.getLogger("dinolab")
+# torch.onnx.export(dynamo=True) runs onnxscript's optimizer and onnx_ir's passes, which log a
+# line per pass and per deduplicated initializer at INFO (~200 lines for a ViT-S/14)
+EXPORTER_LOGGERS = ("onnxscript", "onnx_ir", "torch.onnx", "torch.export", "torch._export")
+
+
+@contextmanager
+def quiet_exporter_logs(level: int = logging.WARNING) -> Iterator[None]:
+    """The exporter's loggers (and any child with a lower level of its own) at `level` or
+    above for the duration: a user running at INFO sees dinolab's lines, warnings and errors."""
+    children = [n for n in logging.root.manager.loggerDict
+                if any(n.startswith(f"{p}.") for p in EXPORTER_LOGGERS)]  # fmt: skip
+    loggers = [logging.getLogger(n) for n in EXPORTER_LOGGERS]
+    loggers += [lg for lg in map(logging.getLogger, children) if lg.level != logging.NOTSET]
+    saved = [(lg, lg.level) for lg in loggers if lg.level < level]  # NOTSET: inherits
+    for lg, _ in saved:
+        lg.setLevel(level)
+    try:
+        yield
+    finally:
+        for lg, old in saved:
+            lg.setLevel(old)
 
 
 class OnnxBackbone(nn.Module):
@@ -74,7 +97,7 @@ def export_onnx(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     wrapper = OnnxBackbone(backbone)
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), quiet_exporter_logs():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper,

@@ -1,5 +1,6 @@
 """`dinolab hub / extract / export` through dinolab.cli.main."""
 
+import logging
 import sys
 
 import pytest
@@ -64,3 +65,14 @@ def test_onnx_export_without_onnxscript_names_the_extra(capsys, tmp_path, weight
     err = capsys.readouterr().err
     assert err.startswith("dinolab: error: ONNX export needs onnxscript, which is not installed")
     assert "pip install 'dinolab[onnx]'" in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_onnx_export_output_stays_short(capsys, caplog, tmp_path, weights):
+    """The exporter's own INFO lines (a pass, an initializer each: ~200 for a ViT-S) are off."""
+    pytest.importorskip("onnxscript")
+    out = tmp_path / "m.onnx"
+    with caplog.at_level(logging.INFO):  # what `dinolab` shows (main logs at INFO)
+        assert main(["export", str(weights), "--to", "onnx", "--out", str(out)]) == 0
+    lines = [f"{r.name} {r.getMessage()}" for r in caplog.records]
+    assert out.is_file() and all(line.startswith("dinolab ") for line in lines), lines
+    assert len(lines) <= 3 and capsys.readouterr().out.count("\n") == 1
