@@ -11,6 +11,7 @@ while the fresh heads warm up, and trained at a lower lr afterwards (`backbone_l
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -133,6 +134,28 @@ def apply_schedules(optimizer: torch.optim.Optimizer, lr: float, wd: float, epoc
 
 
 @torch.no_grad()
+def other_groups_error(path: str | Path, how: str) -> ValueError:
+    """The sentence for a checkpoint whose optimizer has other parameter groups than this run
+    (`how`, e.g. "2 vs 3"): a DINOv2 checkpoint saved before its heads' last layers got groups
+    of their own (the lr-0 freeze) has fewer, and its AdamW state fits no parameter here."""
+    return ValueError(
+        f"'{path}' holds optimizer state for other parameter groups than this run has ({how}; "
+        "DINOv2 checkpoints saved before the last-layer freeze by lr 0 do), so it cannot be "
+        "resumed: start a new run, or start one from its weights with "
+        f"model.init={Path(path).parent} (fresh heads and optimizer)."
+    )
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict, path: Path) -> None:
+    """`optimizer.load_state_dict(saved)`, or `other_groups_error` when the groups differ."""
+    theirs = [len(g["params"]) for g in saved.get("param_groups", [])]
+    ours = [len(g["params"]) for g in optimizer.param_groups]
+    if theirs != ours:
+        how = f"{len(theirs)} vs {len(ours)}" if len(theirs) != len(ours) else "other sizes"
+        raise other_groups_error(path, how)
+    optimizer.load_state_dict(saved)
+
+
 def clip_gradients(model: nn.Module, max_norm: float) -> Tensor:
     """Clip each parameter's gradient to L2 norm `max_norm` separately (DINO), in place.
 

@@ -33,6 +33,7 @@ from dinolab.run_dir import (
 )
 from dinolab.train import parallel
 from dinolab.train.checkpoint import rng_state, set_rng_state
+from dinolab.train.optim import load_optimizer_state
 from dinolab.train.sharded_checkpoint import FORMAT, load_sharded, remove_stale, save_sharded
 
 log = logging.getLogger("dinolab")
@@ -78,23 +79,6 @@ def _write(path: Path, state: dict) -> None:
         save_checkpoint(path, state)
     except OSError as e:
         raise OSError(e.errno, e.strerror or str(e), str(path)) from e
-
-
-def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict, path: Path) -> None:
-    """`optimizer.load_state_dict(saved)`, or one sentence when the parameter groups differ:
-    a DINOv2 checkpoint saved before its heads' last layers got groups of their own (the
-    lr-0 freeze) has fewer, and its AdamW state cannot be matched to this run's parameters."""
-    theirs = [len(g["params"]) for g in saved.get("param_groups", [])]
-    ours = [len(g["params"]) for g in optimizer.param_groups]
-    if theirs != ours:
-        how = f"{len(theirs)} vs {len(ours)}" if len(theirs) != len(ours) else "other sizes"
-        raise ValueError(
-            f"'{path}' holds optimizer state for other parameter groups than this run has "
-            f"({how}; DINOv2 checkpoints saved before the last-layer freeze by lr 0 do), so it "
-            "cannot be resumed: start a new run, or start one from its weights with "
-            f"model.init={path.parent} (fresh heads and optimizer)."
-        )
-    optimizer.load_state_dict(saved)
 
 
 def remove_partial_writes(run_dir: Path) -> None:

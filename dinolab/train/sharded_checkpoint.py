@@ -25,6 +25,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from dinolab import distributed as dist
+from dinolab.train.optim import other_groups_error
 
 FORMAT = "dcp"
 PREFIX = "checkpoint_dcp_"
@@ -71,6 +72,11 @@ def load_sharded(folder: Path, model: nn.Module, optimizer: torch.optim.Optimize
             f"Sharded checkpoint '{folder}' does not fit this run's model: missing keys "
             f"{missing[:5]}{more}; was it saved for another architecture?"
         )
+    groups = {k.split(".")[2] for k in saved if k.startswith("optimizer.param_groups.")}
+    if len(groups) != len(states["optimizer"]["param_groups"]):
+        raise other_groups_error(
+            folder, f"{len(groups)} vs {len(states['optimizer']['param_groups'])}"
+        )
     # parameters that never had a gradient (e.g. mask_token without iBOT) have no AdamW state
     states["optimizer"]["state"] = {
         fqn: {k: v for k, v in st.items() if f"optimizer.state.{fqn}.{k}" in saved}
@@ -81,7 +87,7 @@ def load_sharded(folder: Path, model: nn.Module, optimizer: torch.optim.Optimize
         with warnings.catch_warnings():  # "assuming ... a single process" is what we want
             warnings.filterwarnings("ignore", "torch.distributed is disabled")
             dcp.load(states, checkpoint_id=str(folder))
-    except Exception as e:  # noqa: BLE001 - DCP raises assorted errors for foreign layouts
+    except (Exception, dcp.CheckpointException) as e:  # noqa: BLE001 - assorted, foreign layouts
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         raise ValueError(
             f"Sharded checkpoint '{folder}' does not fit this run's model ({first}): was it "
