@@ -190,3 +190,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from dinolab.cli import eval_instance  # retrieval, copydetect, copyset
 
     eval_instance.register(sub, _setup, _finish)
+
+    from dinolab.cli import eval_video  # davis
+
+    eval_video.register(sub, _setup, _finish)
