@@ -90,7 +90,9 @@ def copy_detection_scores(
     }
 
 
-def _match(pairs: dict, queries_root: Path, db_root: Path) -> tuple[list[str], list[str], list]:
+def match_pairs(
+    pairs: dict, queries_root: Path, db_root: Path
+) -> tuple[list[str], list[str], list]:
     db_paths = find_images(db_root)
     if not db_paths:
         raise ValueError(f"No images under the database folder '{db_root}'.")
@@ -124,7 +126,7 @@ def run_copydetect(
 ) -> dict:
     """Describe, whiten, rank, score; writes copydetect.json / .md (see the module docstring)."""
     pairs = read_pairs(pairs_file)
-    query_paths, db_paths, positives = _match(pairs, Path(queries_root), Path(db_root))
+    query_paths, db_paths, positives = match_pairs(pairs, Path(queries_root), Path(db_root))
     t0 = time.perf_counter()
     kw = {"imsize": imsize, "kind": "cls+gem", "square": True, **descriptor_kwargs}
     database = image_descriptors(backbone, db_paths, desc="database", **kw)
