@@ -93,9 +93,12 @@ def wrap(model: nn.Module, cfg: Config, device: torch.device, precision: str = "
         for net in (model.student, model.teacher):
             nn.SyncBatchNorm.convert_sync_batchnorm(net)  # in place below the root, same params
     # static_graph: the same parameters are unused every step (e.g. mask_token without iBOT);
-    # buffers only need rank 0's copy when BatchNorm keeps running statistics
+    # buffers only need rank 0's copy at each forward when BatchNorm keeps running statistics
+    # (they are broadcast once at init either way: every rank starts from the same values).
+    # forward_sync_buffers replaces torch's deprecated broadcast_buffers (a FutureWarning per
+    # process otherwise).
     ids = [device.index] if device.type == "cuda" else None
-    return DDP(LossModule(model), device_ids=ids, broadcast_buffers=has_bn, static_graph=True)
+    return DDP(LossModule(model), device_ids=ids, forward_sync_buffers=has_bn, static_graph=True)
 
 
 def shard(model: nn.Module, cfg: Config, device: torch.device, precision: str = "fp32") -> None:
