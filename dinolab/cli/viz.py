@@ -44,7 +44,7 @@ def cmd_attention(args: argparse.Namespace) -> int:
         report.write_text(json.dumps({"keep": args.keep, "images": scores}, indent=2))
         print(f"Jaccard scores written to {report}")
     keep = attention_masks(maps, args.keep) if args.keep > 0 else None
-    print(f"written to {plot_attention(maps, args.out, keep, scores)}")
+    print(f"written to {plot_attention(maps, args.out, keep, scores, keep=args.keep)}")
     return 0
 
 

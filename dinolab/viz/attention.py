@@ -20,10 +20,12 @@ from torch import nn
 
 from dinolab.hardware import autocast
 from dinolab.viz.images import (
+    HEAT_CMAP,
+    HEAT_LABEL,
     IMAGENET_MEAN,
     IMAGENET_STD,
     as_vit,
-    heat_overlay,
+    heat_over_dimmed,
     image_paths,
     load_image,
     pyplot,
@@ -104,19 +106,39 @@ def attention_maps(
     return out
 
 
+OUTLINE_COLOUR = "#00e5ff"  # cyan: stands out on the dimmed photo and on every inferno colour
+
+
 def plot_attention(
     maps: list[dict],
     out: str | Path,
     keep_masks: list[torch.Tensor] | None = None,
     scores: list[dict] | None = None,
     max_cols: int = 8,
+    keep: float | None = None,
 ) -> Path:
-    """Per image: the image, the head average, then each head, as heat overlays.
+    """Write `attention_figure(...)` as a PNG at `out`."""
+    return save_figure(attention_figure(maps, keep_masks, scores, max_cols, keep), out)
+
+
+def attention_figure(
+    maps: list[dict],
+    keep_masks: list[torch.Tensor] | None = None,
+    scores: list[dict] | None = None,
+    max_cols: int = 8,
+    keep: float | None = None,
+):
+    """Per image: the photo, the head average, then each head, as heat maps over the dimmed
+    photo, with one colour bar (each map scaled to its peak).
 
     Rows wrap after `max_cols` panels (ViT-g has 24 heads). `keep_masks` ([heads, H, W] bool
-    per image, from `dinolab.viz.masks`) are outlined; `scores` ({"heads": [...], "mean": j}
-    per image) put the Jaccard in the titles.
+    per image, from `dinolab.viz.masks`) are outlined, with a legend naming the `keep`
+    fraction of the attention mass they hold; `scores` ({"heads": [...], "mean": j} per
+    image) put the Jaccard in the titles. Returns the matplotlib figure.
     """
+    import matplotlib
+    from matplotlib.lines import Line2D
+
     plt = pyplot()
     n_heads = maps[0]["heads"].shape[0]
     cols = min(2 + n_heads, max_cols)
@@ -130,14 +152,29 @@ def plot_attention(
         panels += [(f"head {h}", m["heads"][h]) for h in range(n_heads)]
         for j, (title, heat) in enumerate(panels):
             ax = axes[i * per_image + j // cols, j % cols]
-            ax.imshow(m["rgb"] if heat is None else heat_overlay(m["rgb"], heat.numpy()))
+            ax.imshow(m["rgb"] if heat is None else heat_over_dimmed(m["rgb"], heat.numpy()))
             if keep_masks is not None and j >= 2:
                 mask = keep_masks[i][j - 2].numpy().astype(np.float32)
-                ax.contour(mask, [0.5], colors="w", linewidths=0.8)
+                ax.contour(mask, [0.5], colors=OUTLINE_COLOUR, linewidths=1.0)
             if scores is not None and j >= 1:
                 jac = scores[i]["mean"] if j == 1 else scores[i]["heads"][j - 2]
                 title = f"{title} J={jac:.2f}"
             ax.set_title(short(m["name"]) if j == 0 else title, fontsize=8)
+    scale = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), HEAT_CMAP)
+    bar = fig.colorbar(scale, ax=axes, fraction=0.02, pad=0.01, aspect=30)
+    bar.set_label(HEAT_LABEL, fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    if keep_masks is not None:
+        mass = f"{keep:.0%}" if keep else "the kept share"
+        outline = Line2D(
+            [],
+            [],
+            color=OUTLINE_COLOUR,
+            linewidth=1.5,
+            label=f"fewest patches holding {mass} of a head's attention mass",
+        )
+        fig.legend(handles=[outline], loc="lower center", fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, 0.0))  # fmt: skip
     block = maps[0].get("block", "")
     fig.suptitle(f"CLS self-attention, block {block} (registers excluded)", fontsize=10)
-    return save_figure(fig, out)
+    return fig

@@ -121,15 +121,33 @@ def upsample(maps: torch.Tensor, size: tuple[int, int], mode: str = "nearest") -
     return x.reshape(*lead, *size)
 
 
-def heat_overlay(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.6, cmap: str = "inferno"):
-    """uint8 image with a min-max-scaled heat map [H, W] blended over it."""
+HEAT_CMAP = "inferno"
+HEAT_LABEL = "attention / the map's peak"
+
+
+def peak_scaled(heat: np.ndarray) -> np.ndarray:
+    """A map [H, W] divided by its peak: 0 is no attention, 1 the most; one colour bar fits
+    every panel (each head's own range would need its own bar)."""
+    h = np.clip(np.asarray(heat, dtype=np.float64), 0.0, None)
+    return h / max(float(h.max()), 1e-12)
+
+
+def heat_over_dimmed(
+    rgb: np.ndarray, heat: np.ndarray, dim: float = 0.45, cmap: str = HEAT_CMAP
+) -> np.ndarray:
+    """uint8 [H, W, 3]: the photo dimmed and half greyed, the heat map's colour laid over it
+    more strongly where the heat is higher, so the photo stays legible where nothing is seen.
+
+    The colours are `cmap` at `peak_scaled(heat)`: a colour bar of `cmap` on [0, 1] reads them.
+    """
     import matplotlib
 
-    h = heat.astype(np.float64)
-    h = (h - h.min()) / max(h.max() - h.min(), 1e-12)
+    h = peak_scaled(heat)
+    photo = rgb.astype(np.float64)
+    base = dim * (0.5 * photo + 0.5 * photo.mean(-1, keepdims=True))
     colour = matplotlib.colormaps[cmap](h)[..., :3] * 255.0
-    out = (1 - alpha) * rgb.astype(np.float64) + alpha * colour
-    return np.clip(out, 0, 255).astype(np.uint8)
+    alpha = (0.35 + 0.6 * h)[..., None]
+    return np.clip((1 - alpha) * base + alpha * colour, 0, 255).astype(np.uint8)
 
 
 def short(name: str, n: int = 16) -> str:

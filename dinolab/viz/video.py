@@ -23,7 +23,7 @@ from dinolab.viz.images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     as_vit,
-    heat_overlay,
+    heat_over_dimmed,
     image_paths,
     load_image,
     normalize,
@@ -83,7 +83,7 @@ def attention_video(
             maps = cls_attention(vit, normalize(rgb, mean, std).to(device), block)
         grid = maps["mean"][0] if head is None else maps["heads"][0, head]
         heat = upsample(grid.cpu(), rgb.shape[:2]).numpy()
-        video.append(np.concatenate([rgb, heat_overlay(rgb, heat)], axis=1))
+        video.append(np.concatenate([rgb, heat_over_dimmed(rgb, heat)], axis=1))
     out.parent.mkdir(parents=True, exist_ok=True)
     _write(video, out, fps)
     preview = _preview(video, out.with_name(out.stem + "_preview.png"))

@@ -7,8 +7,15 @@ from PIL import Image
 from torch import nn
 
 from dinolab.models.vision_transformer import VisionTransformer
-from dinolab.viz.attention import attention_maps, cls_attention, plot_attention
-from dinolab.viz.images import as_vit
+from dinolab.viz.attention import (
+    OUTLINE_COLOUR,
+    attention_figure,
+    attention_maps,
+    cls_attention,
+    plot_attention,
+)
+from dinolab.viz.images import as_vit, heat_over_dimmed, pyplot
+from dinolab.viz.masks import attention_masks
 
 
 def tiny_vit(registers: int = 2) -> VisionTransformer:
@@ -83,3 +90,30 @@ def test_matches_attention_computed_by_hand():
         attn = (qkv[0] @ qkv[1].transpose(-1, -2) / 4.0).softmax(-1)
     out = cls_attention(vit, x)
     torch.testing.assert_close(out["heads"], attn[:, :, 0, 2:].reshape(1, 2, 2, 3))
+
+
+def test_heat_map_over_a_dimmed_photo_with_colour_bar_and_outline_legend(tmp_path):
+    maps = attention_maps(tiny_vit(), [save_image(tmp_path / "a.png")], size=32)
+    fig = attention_figure(maps, attention_masks(maps, 0.6), keep=0.6)
+    try:
+        bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+        assert len(bars) == 1 and "peak" in bars[0].get_ylabel()
+        (legend,) = fig.legends
+        (text,) = [t.get_text() for t in legend.get_texts()]
+        assert "60%" in text and "attention mass" in text
+        assert legend.get_lines()[0].get_color() == OUTLINE_COLOUR
+        panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>" and ax.images]
+        assert len(panels) == 2 + 2  # photo, mean of heads, 2 heads
+    finally:
+        pyplot().close(fig)
+    no_masks = attention_figure(maps)
+    assert not no_masks.legends and any(a.get_label() == "<colorbar>" for a in no_masks.axes)
+    pyplot().close(no_masks)
+
+
+def test_the_photo_is_dimmed_where_nothing_is_seen():
+    rgb = np.full((2, 2, 3), 200, dtype=np.uint8)
+    heat = np.array([[0.0, 0.0], [0.0, 0.5]])
+    out = heat_over_dimmed(rgb, heat).astype(int)
+    assert (out[0, 0] < 200 * 0.5).all()  # no attention: the photo, darker (inferno(0) ~ black)
+    assert out[1, 1].sum() > out[0, 0].sum() * 3  # the peak: the bright end of the colour map
