@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from dinolab.hardware import autocast
+from dinolab.models.vision_transformer import VisionTransformer
 from dinolab.viz.images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -32,11 +33,29 @@ from dinolab.viz.images import (
 log = logging.getLogger("dinolab")
 
 
+def as_patch_model(model: nn.Module | str | Path) -> nn.Module:
+    """The eval-mode backbone whose patches PCA reads: a ViT (tokens) or a convolutional
+    backbone with a `feature_map` (ResNet, small_resnet: one cell per `patch_size` pixels)."""
+    if not isinstance(model, nn.Module):
+        from dinolab.hub import load
+
+        model = load(model)
+    backbone = getattr(model, "backbone", model)
+    if hasattr(backbone, "feature_map") and hasattr(backbone, "patch_size"):
+        return backbone.eval()
+    return as_vit(backbone)
+
+
 @torch.no_grad()
 def patch_features(model: nn.Module, pixels: torch.Tensor, block: int = -1) -> torch.Tensor:
-    """Final-normed patch tokens [h, w, D] of one image [1, 3, H, W] after `block`."""
-    vit = as_vit(model)
-    (tokens,) = vit.get_intermediate_layers(pixels, [block], reshape=True)
+    """Patch features [h, w, D] of one image [1, 3, H, W]: a ViT's final-normed tokens after
+    `block`, or a convolutional backbone's last feature map (`block` must be -1 there)."""
+    backbone = as_patch_model(model)
+    if not isinstance(backbone, VisionTransformer):
+        if block != -1:
+            raise ValueError("block selects a ViT block; a convolutional backbone has only -1.")
+        return backbone.feature_map(pixels)[0].permute(1, 2, 0).float().cpu()
+    (tokens,) = backbone.get_intermediate_layers(pixels, [block], reshape=True)
     return tokens[0].permute(1, 2, 0).float().cpu()
 
 
@@ -123,10 +142,10 @@ def pca_maps(
     precision: str = "fp32",
 ) -> dict:
     """`pca_rgb` of the patch features of image files, plus their "names" and "images"."""
-    vit = as_vit(model).to(device)
-    loaded = [load_image(p, vit.patch_size, size, mean, std) for p in image_paths(images)]
+    backbone = as_patch_model(model).to(device)
+    loaded = [load_image(p, backbone.patch_size, size, mean, std) for p in image_paths(images)]
     with autocast(device, precision):  # the forward only: the PCA runs in float32
-        feats = [patch_features(vit, img["pixels"].to(device), block) for img in loaded]
+        feats = [patch_features(backbone, img["pixels"].to(device), block) for img in loaded]
     out = pca_rgb(feats, threshold, per_image)
     out["names"] = [img["name"] for img in loaded]
     out["images"] = [img["rgb"] for img in loaded]

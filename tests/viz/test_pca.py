@@ -1,9 +1,10 @@
 """Joint PCA of patch features: foreground split, RGB components, shapes, value ranges."""
 
+import pytest
 import torch
 from PIL import Image
 
-from dinolab.viz.pca import otsu, pca_maps, pca_rgb, plot_pca
+from dinolab.viz.pca import otsu, patch_features, pca_maps, pca_rgb, plot_pca
 
 from .test_attention import save_image, tiny_vit
 
@@ -46,3 +47,17 @@ def test_pca_of_images_writes_png(tmp_path):
     assert [r.shape for r in result["rgb"]] == [(4, 5, 3), (4, 5, 3)]
     with Image.open(plot_pca(result, tmp_path / "pca.png")) as im:
         assert im.format == "PNG"
+
+
+def test_pca_of_a_convolutional_backbone(tmp_path):
+    from dinolab.models.small_resnet import SmallResNet
+
+    net = SmallResNet(embed_dim=32, depth=1)
+    imgs = [save_image(tmp_path / f"{i}.png", 32, 40, seed=i) for i in range(2)]
+    result = pca_maps(net, imgs, size=32)  # one cell per 8 pixels: 4 x 5
+    assert [r.shape for r in result["rgb"]] == [(4, 5, 3), (4, 5, 3)]
+    x = torch.randn(1, 3, 32, 40)
+    expected = net.eval().feature_map(x)[0].permute(1, 2, 0)
+    assert torch.equal(patch_features(net, x), expected)
+    with pytest.raises(ValueError, match="only -1"):
+        patch_features(net, x, block=2)
