@@ -67,21 +67,27 @@ def baseline_table(run_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def attention_picture(run_dir: Path, n: int = 4) -> Path | None:
-    """CLS attention of the teacher on the first validation photo of `n` classes (ViTs only)."""
+def teacher_picture(run_dir: Path, n: int = 4) -> Path | None:
+    """What the teacher sees in the first validation photo of `n` classes: the CLS attention
+    of a ViT, or the PCA of a convolutional backbone's feature map (ResNet, small_resnet)."""
     from dinolab.models.vision_transformer import VisionTransformer
     from dinolab.run_dir import load_run_backbone
-    from dinolab.viz.attention import attention_maps, plot_attention
 
     teacher, cfg = load_run_backbone(run_dir)
-    if not isinstance(teacher, VisionTransformer):  # a ResNet / timm / torchvision backbone
-        return None
     classes = sorted(p for p in (DATA / "validation").iterdir() if p.is_dir())[:n]
     photos = [sorted(c.iterdir())[0] for c in classes]
-    maps = attention_maps(
-        teacher, photos, size=4 * cfg.data.global_size, mean=cfg.data.mean, std=cfg.data.std
-    )
-    return plot_attention(maps, run_dir / "attention.png")
+    size, norm = 4 * cfg.data.global_size, {"mean": cfg.data.mean, "std": cfg.data.std}
+    if isinstance(teacher, VisionTransformer):
+        from dinolab.viz.attention import attention_maps, plot_attention
+
+        maps = attention_maps(teacher, photos, size=size, **norm)
+        return plot_attention(maps, run_dir / "attention.png")
+    if not hasattr(teacher, "feature_map"):  # a timm / torchvision adapter: no picture
+        return None
+    from dinolab.viz.pca import pca_maps, plot_pca
+
+    result = pca_maps(teacher, photos, size=size, per_image=True, **norm)
+    return plot_pca(result, run_dir / "pca.png")
 
 
 def main() -> int:
@@ -110,7 +116,7 @@ def main() -> int:
     run_dir = run_dir_of(args)
     table = baseline_table(run_dir)
     (run_dir / "demo.md").write_text(table)
-    picture = attention_picture(run_dir)
+    picture = teacher_picture(run_dir)
     t_total = time.perf_counter() - t0
     print(
         "\nThe teacher against two baselines on the validation split (linear = logistic"
@@ -118,7 +124,8 @@ def main() -> int:
     )
     print(table)
     if picture is not None:
-        print(f"Attention of the teacher on validation photos: {picture}")
+        what = "Attention" if picture.stem == "attention" else "PCA of the feature map"
+        print(f"{what} of the teacher on validation photos: {picture}")
     print(
         f"Time: {t_total / 60:.1f} min in all ({t_train / 60:.1f} min pretraining with its "
         f"online k-NN, {(t_total - t_train) / 60:.1f} min baselines and pictures).\n"

@@ -56,3 +56,13 @@ def test_cifar10_small_resnet_is_the_measured_cpu_recipe():
     assert (cfg.model.arch, cfg.model.embed_dim, cfg.model.depth) == ("small_resnet", 256, 1)
     assert (cfg.teacher.momentum, cfg.teacher.temp_start, cfg.teacher.temp) == (0.98, 0.04, 0.04)
     assert (cfg.head.out_dim, cfg.optim.base_lr, cfg.data.num_local_crops) == (1024, 0.004, 4)
+
+
+def test_cpu_fast_is_the_cifar10_recipe_with_generic_normalisation():
+    fast, cifar = load_config("cpu_fast"), load_config("cifar10_small_resnet")
+    assert (fast.loss.centering, fast.train.batch_size) == ("sinkhorn", 32)
+    for group in ("model", "head", "teacher", "loss", "optim"):
+        assert getattr(fast, group) == getattr(cifar, group), group
+    for key in ("global_size", "local_size", "num_local_crops", "global_scale", "local_scale"):
+        assert getattr(fast.data, key) == getattr(cifar.data, key), key
+    assert fast.data.mean == Config().data.mean != cifar.data.mean
