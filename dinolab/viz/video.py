@@ -1,8 +1,10 @@
 """Attention-map videos: a folder of frames to a GIF or MP4 of the CLS attention, frame by frame.
 
 DINO's videos show the attention following objects through motion without any tracking.
-Each output frame is the photo beside its attention overlay; a preview PNG of a few frames is
-written next to the video. GIFs are written with imageio (Pillow), MP4s with imageio-ffmpeg.
+Each output frame is the photo beside its attention heat map; a preview PNG of a few frames,
+decoded back from the written file (so it shows what the format kept: GIF's 256-colour
+palette, MP4's compression), is written next to it, one per format (`att_gif_preview.png`,
+`att_mp4_preview.png`). GIFs are written with imageio (Pillow), MP4s with imageio-ffmpeg.
 """
 
 from __future__ import annotations
@@ -86,17 +88,37 @@ def attention_video(
         video.append(np.concatenate([rgb, heat_over_dimmed(rgb, heat)], axis=1))
     out.parent.mkdir(parents=True, exist_ok=True)
     _write(video, out, fps)
-    preview = _preview(video, out.with_name(out.stem + "_preview.png"))
+    picks = sorted({round(i) for i in np.linspace(0, len(video) - 1, min(4, len(video)))})
+    kind = out.suffix.lower().lstrip(".").upper()
+    preview = _preview(stored_frames(out, picks), preview_path(out), kind)
     return {"video": out, "preview": preview, "frames": len(video)}
 
 
-def _preview(video: list[np.ndarray], out: Path, n: int = 4) -> Path:
-    """Up to `n` evenly spaced frames stacked in one PNG (a quick look without a player)."""
+def preview_path(video: Path) -> Path:
+    """`att.gif` -> `att_gif_preview.png`, `att.mp4` -> `att_mp4_preview.png`: one each."""
+    return video.with_name(f"{video.stem}_{video.suffix.lower().lstrip('.')}_preview.png")
+
+
+def stored_frames(video: Path, picks: Sequence[int]) -> dict[int, np.ndarray]:
+    """Frames `picks` (RGB uint8) decoded back from the written video: what its viewers see."""
+    import imageio.v2 as imageio
+
+    frames, last = {}, max(picks)
+    with imageio.get_reader(video) as reader:
+        for i, frame in enumerate(reader):
+            if i in picks:
+                frames[i] = np.asarray(frame)[..., :3]
+            if i >= last:
+                break
+    return frames
+
+
+def _preview(frames: dict[int, np.ndarray], out: Path, kind: str) -> Path:
+    """The picked frames stacked in one PNG (a quick look without a player)."""
     plt = pyplot()
-    picks = sorted({round(i) for i in np.linspace(0, len(video) - 1, min(n, len(video)))})
-    fig, axes = plt.subplots(len(picks), 1, figsize=(6, 3 * len(picks)), squeeze=False)
-    for ax, i in zip(axes[:, 0], picks, strict=True):
-        ax.imshow(video[i])
-        ax.set_title(f"frame {i}", fontsize=8)
+    fig, axes = plt.subplots(len(frames), 1, figsize=(6, 3 * len(frames)), squeeze=False)
+    for ax, (i, frame) in zip(axes[:, 0], sorted(frames.items()), strict=True):
+        ax.imshow(frame)
+        ax.set_title(f"frame {i}, as stored in the {kind}", fontsize=8)
         ax.axis("off")
     return save_figure(fig, out)

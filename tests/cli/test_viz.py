@@ -55,7 +55,7 @@ def test_pca_match_video(model, images, tmp_path, capsys):
     frames = str(tmp_path / "imgs")
     assert main(["viz", "video", model, frames, "--size", "32", "--out", str(gif)]) == 0
     assert opens_as_png(pca) and opens_as_png(match)
-    assert opens_as_png(tmp_path / "v_preview.png")
+    assert opens_as_png(tmp_path / "v_gif_preview.png")
     with Image.open(gif) as im:
         assert im.n_frames == 3
     assert "mutual nearest-neighbour patch pairs" in capsys.readouterr().out

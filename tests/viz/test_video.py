@@ -1,5 +1,8 @@
 """Attention videos from a folder of frames: GIF (and MP4 where imageio-ffmpeg is installed)."""
 
+import importlib.util
+
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -37,3 +40,28 @@ def test_bad_arguments(frames, tmp_path):
         attention_video(tiny_vit(), frames, tmp_path / "att.avi")
     with pytest.raises(ValueError, match="head 7 does not exist"):
         attention_video(tiny_vit(), frames, tmp_path / "att.gif", head=7)
+
+
+def test_one_preview_per_format_made_from_the_written_file(frames, tmp_path, monkeypatch):
+    """GIF and MP4 of one stem keep a preview each, decoded back from their own file (a GIF's
+    frames are quantised to 256 colours: the preview shows that, not the raw frames)."""
+    import dinolab.viz.video as video
+
+    seen = {}
+    real = video.stored_frames
+    monkeypatch.setattr(
+        video, "stored_frames", lambda v, picks: seen.setdefault(v.suffix, real(v, picks))
+    )
+    formats = [".gif"] + [".mp4"] * bool(importlib.util.find_spec("imageio_ffmpeg"))
+    previews = set()
+    for suffix in formats:
+        out = attention_video(tiny_vit(), frames, tmp_path / f"att{suffix}", size=32)
+        assert out["preview"] == tmp_path / f"att_{suffix[1:]}_preview.png"
+        with Image.open(out["preview"]) as im:
+            assert im.format == "PNG"
+        previews.add(out["preview"])
+        assert sorted(seen[suffix]) == [0, 1, 2] and seen[suffix][0].dtype == np.uint8
+    assert len(previews) == len(formats) and all(p.is_file() for p in previews)
+    with Image.open(tmp_path / "att.gif") as gif:  # what the file holds, frame 1
+        gif.seek(1)
+        assert np.array_equal(seen[".gif"][1], np.asarray(gif.convert("RGB")))
