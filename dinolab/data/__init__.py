@@ -1,6 +1,7 @@
 """Data for pretraining and evaluation: datasets, multi-crop augmentation, sampler, collate."""
 
 from dinolab.data.augment import EvalTransform, MultiCropAugmentation, RandomGaussianBlur
+from dinolab.data.augment_batched import BatchedMultiCrop, ToUint8Tensor, multicrop_pipeline
 from dinolab.data.build import build_dataset
 from dinolab.data.collate import collate_labeled, collate_multicrop
 from dinolab.data.datasets import (
@@ -19,6 +20,7 @@ from dinolab.data.samplers import EpochSampler, sample_seeds
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "BatchedMultiCrop",
     "BlockMaskGenerator",
     "EpochSampler",
     "EvalTransform",
@@ -28,6 +30,7 @@ __all__ = [
     "LabeledImageFolder",
     "MultiCropAugmentation",
     "RandomGaussianBlur",
+    "ToUint8Tensor",
     "UnlabeledImageFolder",
     "apply_seeded",
     "build_dataset",
@@ -35,6 +38,7 @@ __all__ = [
     "collate_multicrop",
     "decode_image",
     "find_images",
+    "multicrop_pipeline",
     "sample_seeds",
     "to_rgb",
 ]

@@ -7,7 +7,7 @@ DINOv2's iBOT masks are drawn here too (`masking.IBOTBatchMasks`, from the sampl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -21,10 +21,21 @@ def _view_major(good: list[dict[str, Any]], key: str) -> torch.Tensor | None:
     return torch.stack([crops[v] for v in range(len(views[0])) for crops in views])
 
 
+class BatchAugment(Protocol):
+    """Cuts a batch's views from its decoded images (`augment_batched.BatchedMultiCrop`)."""
+
+    def __call__(
+        self, images: list[torch.Tensor], seeds: list[int | None]
+    ) -> dict[str, torch.Tensor | None]: ...
+
+
 def collate_multicrop(
-    samples: list[dict[str, Any]], masks: IBOTBatchMasks | None = None
+    samples: list[dict[str, Any]],
+    masks: IBOTBatchMasks | None = None,
+    augment: BatchAugment | None = None,
 ) -> dict[str, Any]:
-    """Samples of `MultiCropAugmentation` output -> view-major crop tensors.
+    """Samples of `MultiCropAugmentation` output -> view-major crop tensors; with `augment`
+    (data.augment_impl=batched) the samples hold uint8 images and `augment` cuts the views.
 
     Returns {"global_crops": Tensor[2B,3,G,G], "local_crops": Tensor[N*B,3,L,L] or None,
     "num_images": B, "indices": LongTensor[B], "skipped": [error strings]}, and with `masks`
@@ -35,15 +46,20 @@ def collate_multicrop(
     good = [s for s in samples if "error" not in s]
     skipped = [s["error"] for s in samples if "error" in s]
     indices = torch.tensor([s["index"] for s in good], dtype=torch.long)
+    seeds = [s.get("seed") for s in good]
+    if not good:
+        views: dict[str, Any] = {"global_crops": None, "local_crops": None}
+    elif augment is not None:
+        views = augment([s["image"] for s in good], seeds)
+    else:
+        views = {k: _view_major(good, k) for k in ("global_crops", "local_crops")}
     batch: dict[str, Any] = {
-        "global_crops": _view_major(good, "global_crops") if good else None,
-        "local_crops": _view_major(good, "local_crops") if good else None,
+        **views,
         "num_images": len(good),
         "indices": indices,
         "skipped": skipped,
     }
     if masks is not None:
-        seeds = [s.get("seed") for s in good]
         batch["masks"] = masks(batch["global_crops"].shape[0], seeds) if good else None
     return batch
 
