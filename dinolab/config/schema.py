@@ -107,6 +107,10 @@ class DataConfig:
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     num_workers: int = -1  # data-loader processes (-1 = auto: one per 4 cores, at least 1)
     cache_decoded: bool = False  # keep decoded images in RAM (small datasets only)
+    # pil: each image's views cut by PIL in the loader workers (data/augment.py); batched: the
+    # workers only decode and the collate cuts a whole batch's views with torch ops, the same
+    # recipe (data/augment_batched.py; several times faster on small images)
+    augment_impl: str = "pil"
     # True: each epoch drops the last incomplete global batch; False: a smaller last batch,
     # so every image is seen exactly once per epoch across all processes.
     drop_last: bool = True

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from dinolab import distributed as dist
 from dinolab.config.schema import Config
 from dinolab.data import collate_multicrop
+from dinolab.data.collate import BatchAugment
 from dinolab.data.samplers import EpochBatchSampler, EpochSampler
 from dinolab.distributed import resolve_device
 from dinolab.hardware import ThreadPlan, apply_threads, plan_threads, resolve_precision
@@ -64,16 +65,21 @@ def per_process_batch(cfg: Config, world_size: int) -> int:
 
 
 def build_loader(
-    dataset: Dataset, sampler: EpochSampler, masks, runtime: Runtime, seed: int
+    dataset: Dataset,
+    sampler: EpochSampler,
+    masks,
+    runtime: Runtime,
+    seed: int,
+    augment: BatchAugment | None = None,
 ) -> DataLoader:
     """Batches of this process's shard, in the sampler's resumable order (`masks`: the iBOT
-    mask drawer or None)."""
+    mask drawer or None; `augment`: the batched multi-crop, run in the workers, or None)."""
     workers = runtime.threads.num_workers
     return DataLoader(
         dataset,
         batch_sampler=EpochBatchSampler(sampler),
         num_workers=workers,
-        collate_fn=functools.partial(collate_multicrop, masks=masks),
+        collate_fn=functools.partial(collate_multicrop, masks=masks, augment=augment),
         worker_init_fn=ignore_stop_signals,  # the signal is the main process's to handle
         pin_memory=runtime.device.type == "cuda",
         persistent_workers=workers > 0,  # keeps decoded-image caches across epochs

@@ -24,7 +24,8 @@ from torch import nn
 from dinolab import distributed as dist
 from dinolab.config.loader import save_config, to_yaml
 from dinolab.config.schema import Config
-from dinolab.data import EpochSampler, IBOTBatchMasks, MultiCropAugmentation, build_dataset
+from dinolab.data import EpochSampler, IBOTBatchMasks, build_dataset
+from dinolab.data.augment_batched import multicrop_pipeline
 from dinolab.data.build import require_readable
 from dinolab.distributed import resolve_device
 from dinolab.hardware import probe_cpu
@@ -80,11 +81,9 @@ class Trainer(RunCheckpoints):
                 f"Run directory '{self.run_dir}' has no {CHECKPOINT} to resume from: start a new "
                 "run or point --resume at a run directory that has one."
             )
+        transform, self.batch_augment = multicrop_pipeline(cfg.data)  # data.augment_impl
         self.dataset = build_dataset(
-            cfg.data.path,
-            cfg.data.format,
-            transform=MultiCropAugmentation.from_config(cfg.data),
-            cache_decoded=cfg.data.cache_decoded,
+            cfg.data.path, cfg.data.format, transform, cache_decoded=cfg.data.cache_decoded
         )
         require_readable(self.dataset, cfg.data.path)
         self.sampler = EpochSampler(
@@ -107,7 +106,9 @@ class Trainer(RunCheckpoints):
         self.skipped: dict[str, None] = {}  # each unreadable file once, in the order met
         if resume:
             self._load(self.run_dir / CHECKPOINT)
-        self.loader = build_loader(self.dataset, self.sampler, self.masks, self.runtime, t.seed)
+        self.loader = build_loader(
+            self.dataset, self.sampler, self.masks, self.runtime, t.seed, self.batch_augment
+        )
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             attach_text_log(self.run_dir)

@@ -171,3 +171,14 @@ def test_cifar_preset_builds_and_gives_a_finite_loss(tmp_path):
     batch["masks"] = IBOTBatchMasks.from_config(cfg)(4, seeds=[11, 12])
     out = model.forward_loss(batch, teacher_temp=0.04)
     assert torch.isfinite(out["loss"]) and "ibot_loss" in out and "koleo_loss" in out
+
+
+def test_dinov2_with_batched_augmentation(image_dir, tmp_path):
+    # The iBOT masks ride with the batched views: a few real steps, every loss finite.
+    pretrain(_v2(image_dir, tmp_path / "run", **{"data.augment_impl": "batched",
+                                                 "train.max_steps": 2}))  # fmt: skip
+    rows = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
+    assert len(rows) == 2
+    for key in ("dino_loss", "ibot_loss", "koleo_loss"):
+        assert all(math.isfinite(r[key]) for r in rows), key
+    assert any(r["masked_fraction"] > 0 for r in rows)

@@ -190,3 +190,21 @@ def test_precision_auto_is_resolved_logged_and_recorded(image_dir, tmp_path, mon
     assert "# attention: auto -> sdpa for fp32 on cpu" in text
     assert "precision: auto" in text  # the key keeps the intent: a resume elsewhere re-resolves
     assert load_saved_config(tmp_path / "run" / "config.yaml").train.precision == "auto"
+
+
+def test_batched_augmentation_trains_and_resumes_exactly(image_dir, tmp_path):
+    # data.augment_impl=batched: the loader's workers decode, the collate cuts the views; a
+    # run cut by SIGTERM and resumed ends on the same weights as a straight run.
+    kw = {"data.augment_impl": "batched", "train.epochs": 1}
+    straight = tmp_path / "straight"
+    pretrain(tiny_config(image_dir, straight, **kw))
+    rows = [r for r in read_metrics(straight / "metrics.jsonl") if "loss" in r]
+    assert len(rows) == 3 and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+    split = tmp_path / "split"
+    with stop_after(2), pytest.raises(TrainingInterrupted):
+        pretrain(tiny_config(image_dir, split, **kw))
+    Trainer(tiny_config(image_dir, split, **kw), resume=True).fit()
+    a, b = _weights(straight), _weights(split)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert load_saved_config(straight / "config.yaml").data.augment_impl == "batched"
