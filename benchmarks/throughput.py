@@ -29,8 +29,11 @@ Configs:
 wrapping), splitting `--threads` between them; images/s and FLOPs are then the whole job's, and
 the peak is the sum of the ranks' matmul peaks measured at the same time.
 
-`--data` also times the data pipeline alone (decode + `MultiCropAugmentation`, one process)
-on synthetic JPEGs: 64 px -> 2x32 + 6x16 and 224 px -> 2x224 + 6x96.
+`--data` also times the data pipeline alone (one process, `--threads`) on synthetic JPEGs:
+32 px -> 2x32 + 4x16, 64 px -> 2x32 + 6x16 and 224 px -> 2x224 + 6x96, decode + views +
+collate in batches of 64, for both `data.augment_impl` values (pil: `MultiCropAugmentation`
+per image; batched: decode per image, `BatchedMultiCrop` on the batch). images/s is given by
+wall clock and by the process's CPU time (the fair ratio on a shared machine).
 """
 
 from __future__ import annotations
@@ -255,41 +258,68 @@ def run_worker(args: argparse.Namespace) -> dict | None:
 
 
 # ------------------------------------------------------------------------- data pipeline
-def data_pipeline(n_images: int, threads: int) -> list[dict]:
-    """images/s of decode + MultiCropAugmentation in one process, on synthetic JPEGs."""
+def _jpeg_folder(root: Path, n_images: int, size: int, rng) -> None:
+    """Smooth colour field + noise: compresses and decodes like a photo, not like noise."""
     import numpy as np
     from PIL import Image
 
-    from dinolab.data import MultiCropAugmentation
+    for i in range(n_images):
+        base = rng.uniform(0, 255, (8, 8, 3)).astype(np.uint8)
+        img = Image.fromarray(base).resize((size, size), Image.BICUBIC)
+        arr = np.asarray(img, dtype=np.int16) + rng.integers(-20, 20, (size, size, 3))
+        Image.fromarray(arr.clip(0, 255).astype(np.uint8)).save(root / f"{i:04d}.jpg", quality=90)
+
+
+def _time_batches(ds, augment, batch: int) -> tuple[float, float]:
+    """(wall s, CPU s) of decode + views + collate of every image of ds, in batches."""
+    from dinolab.data import collate_multicrop
+
+    def run(n: int) -> None:
+        for start in range(0, n, batch):
+            samples = [ds[(i, i)] for i in range(start, min(n, start + batch))]
+            collate_multicrop(samples, augment=augment)
+
+    run(min(batch, len(ds)))  # warm-up
+    t0, c0 = time.perf_counter(), time.process_time()
+    run(len(ds))
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def data_pipeline(n_images: int, threads: int, batch: int = 64) -> list[dict]:
+    """images/s of decode + multi-crop + collate in one process, pil vs batched."""
+    import numpy as np
+
+    from dinolab.data.augment_batched import multicrop_pipeline
     from dinolab.data.datasets import UnlabeledImageFolder
 
     torch.set_num_threads(threads)
-    rows = []
-    specs = [(64, 32, 16, (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)), (224, 224, 96)]
-    rng = np.random.default_rng(0)
-    for spec in specs:
-        size, g, loc = spec[:3]
-        norm = {"mean": spec[3], "std": spec[4]} if len(spec) > 3 else {}
+    cifar = {"mean": [0.4914, 0.4822, 0.4465], "std": [0.247, 0.243, 0.261]}
+    specs = [(32, 32, 16, 4, cifar), (64, 32, 16, 6, cifar), (224, 224, 96, 6, {})]
+    rows, rng = [], np.random.default_rng(0)
+    for size, g, loc, n_local, norm in specs:
         with tempfile.TemporaryDirectory() as tmp:
-            for i in range(n_images):
-                # Smooth colour field + noise: compresses and decodes like a photo, not like noise.
-                base = rng.uniform(0, 255, (8, 8, 3)).astype(np.uint8)
-                img = Image.fromarray(base).resize((size, size), Image.BICUBIC)
-                arr = np.asarray(img, dtype=np.int16) + rng.integers(-20, 20, (size, size, 3))
-                Image.fromarray(arr.clip(0, 255).astype(np.uint8)).save(
-                    Path(tmp) / f"{i:04d}.jpg", quality=90
-                )
-            aug = MultiCropAugmentation(global_size=g, local_size=loc, num_local_crops=6, **norm)
-            ds = UnlabeledImageFolder(tmp, transform=aug)
-            for i in range(min(10, n_images)):  # warm-up
-                ds[(i, i)]
-            t0 = time.perf_counter()
-            for i in range(len(ds)):
-                ds[(i, i)]
-            dt = time.perf_counter() - t0
-        rows.append(
-            {"input": f"{size} px JPEG", "views": f"2x{g} + 6x{loc}", "images_s": len(ds) / dt}
-        )
+            _jpeg_folder(Path(tmp), n_images, size, rng)
+            base = {}
+            for impl in ("pil", "batched"):
+                data = argparse.Namespace(
+                    global_size=g, local_size=loc, num_local_crops=n_local,
+                    global_scale=[0.4, 1.0], local_scale=[0.05, 0.4], blur_p=[1.0, 0.1, 0.5],
+                    solarize_p=0.2, augment_impl=impl,
+                    **(norm or {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}),
+                )  # fmt: skip
+                transform, augment = multicrop_pipeline(data)
+                ds = UnlabeledImageFolder(tmp, transform=transform)
+                wall, cpu = _time_batches(ds, augment, batch)
+                row = {
+                    "input": f"{size} px JPEG",
+                    "views": f"2x{g} + {n_local}x{loc}",
+                    "impl": impl,
+                    "images_s": len(ds) / wall,
+                    "images_cpu_s": len(ds) / cpu,
+                }
+                base.setdefault("cpu", row["images_cpu_s"])
+                row["speedup_cpu"] = row["images_cpu_s"] / base["cpu"]
+                rows.append(row)
     return rows
 
 
@@ -385,10 +415,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.data or args.no_model:
         data_rows = data_pipeline(args.data_images, args.threads)
         print()
-        print("| data pipeline (decode + multi-crop, 1 process) | views | images/s |")
-        print("|---|---|---:|")
+        print(
+            "| data pipeline (decode + multi-crop + collate, 1 process) | views | "
+            "data.augment_impl | images/s (wall) | images/s (CPU time) | vs pil (CPU) |"
+        )
+        print("|---|---|---|---:|---:|---:|")
         for r in data_rows:
-            print(f"| {r['input']} | {r['views']} | {r['images_s']:.1f} |")
+            print(
+                f"| {r['input']} | {r['views']} | {r['impl']} | {r['images_s']:.1f} "
+                f"| {r['images_cpu_s']:.1f} | {r['speedup_cpu']:.2f}x |"
+            )
     if args.json:
         args.json.write_text(json.dumps({"model": rows, "data": data_rows}, indent=2))
 
