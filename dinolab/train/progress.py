@@ -52,16 +52,19 @@ class RunProgress:
         """One step done on `images` images (all processes); `metrics` None when skipped."""
         now = time.perf_counter()
         self._window.append((now, images))
-        self.bar.update(1)
-        if not self.enabled or metrics is None or now - self._shown_at < REFRESH_S:
-            return
-        self._shown_at = now
-        (t0, _), seen = self._window[0], sum(n for _, n in list(self._window)[1:])
-        self.bar.set_postfix(
-            loss=f"{_number(metrics.get('loss')):.3f}",
-            lr=f"{_number(metrics.get('lr')):.2e}",
-            img_s=f"{seen / max(now - t0, 1e-9):.1f}",
-        )
+        show = self.enabled and metrics is not None and now - self._shown_at >= REFRESH_S
+        if show:
+            self._shown_at = now
+            (t0, _), seen = self._window[0], sum(n for _, n in list(self._window)[1:])
+            self.bar.set_postfix(  # before update(), so that the frame it draws has the loss
+                loss=f"{_number(metrics.get('loss')):.3f}",
+                lr=f"{_number(metrics.get('lr')):.2e}",
+                img_s=f"{seen / max(now - t0, 1e-9):.1f}",
+                refresh=False,
+            )
+        self.bar.update(1)  # draws only if tqdm's minimum interval has passed
+        if show:
+            self.bar.refresh()
 
     def close(self) -> None:
         self.bar.close()
