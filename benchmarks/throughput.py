@@ -23,6 +23,8 @@ Configs:
   C: preset `dinov2_vits14`, batch 4: ViT-S/14, 2x224 + 8x98, iBOT + KoLeo + Sinkhorn-Knopp,
      untied 131072-prototype heads, drop-path 0.4 computed by masking.
   D: C with efficient stochastic depth (`model.drop_path_impl=subset`) and packed crops.
+  E: preset `cifar10_small_resnet` (issue 21's CPU recipe): small_resnet E256, 2x32 + 4x16,
+     1024 prototypes, the preset's batch (32).
 
 `--set key=value ...` adds config overrides to every row (e.g. `train.compile=true`);
 `--procs 2` runs each row as 2 DDP processes over gloo through torchrun (the trainer's own
@@ -78,6 +80,12 @@ CONFIGS = {
             "model.pack_sequences=true",
         ],
         "what": "C + efficient stochastic depth + packed crops",
+    },
+    # The CPU recipe of issue 21: a narrow ResNet on CIFAR-sized crops.
+    "E": {
+        "preset": "cifar10_small_resnet",
+        "overrides": [],
+        "what": "small_resnet E256, 2x32+4x16, K=1024, batch 32",
     },
 }
 
