@@ -71,6 +71,22 @@ def _scaled_sigma(size: int, kind: str) -> tuple[float, float]:
     return (BLUR_SIGMA[0] * f, BLUR_SIGMA[1] * f)
 
 
+def recipe_arguments(data: Any) -> dict[str, Any]:
+    """The multi-crop recipe's constructor arguments from a `DataConfig` (both
+    implementations, PIL and batched, take the same)."""
+    return {
+        "global_size": data.global_size,
+        "local_size": data.local_size,
+        "num_local_crops": data.num_local_crops,
+        "global_scale": tuple(data.global_scale),
+        "local_scale": tuple(data.local_scale),
+        "mean": tuple(data.mean),
+        "std": tuple(data.std),
+        "blur_p": tuple(data.blur_p),
+        "solarize_p": data.solarize_p,
+    }
+
+
 class MultiCropAugmentation:
     """PIL RGB image -> {"global_crops": [2 x Tensor[3,G,G]], "local_crops": [N x Tensor[3,L,L]]}.
 
@@ -115,17 +131,7 @@ class MultiCropAugmentation:
     @classmethod
     def from_config(cls, data: Any) -> MultiCropAugmentation:
         """Build from a `DataConfig` (or anything with the same attributes)."""
-        return cls(
-            global_size=data.global_size,
-            local_size=data.local_size,
-            num_local_crops=data.num_local_crops,
-            global_scale=tuple(data.global_scale),
-            local_scale=tuple(data.local_scale),
-            mean=tuple(data.mean),
-            std=tuple(data.std),
-            blur_p=tuple(data.blur_p),
-            solarize_p=data.solarize_p,
-        )
+        return cls(**recipe_arguments(data))
 
     def __call__(self, img: Image.Image) -> dict[str, list[torch.Tensor]]:
         return {

@@ -27,6 +27,7 @@ from dinolab.data.augment import (
     IMAGENET_STD,
     MultiCropAugmentation,
     _scaled_sigma,
+    recipe_arguments,
 )
 from dinolab.data.crop_resize import crop_resize, sample_boxes
 from dinolab.data.masking import batch_seed
@@ -136,17 +137,7 @@ class BatchedMultiCrop:
     @classmethod
     def from_config(cls, data: Any) -> BatchedMultiCrop:
         """Build from a `DataConfig` (or anything with the same attributes)."""
-        return cls(
-            global_size=data.global_size,
-            local_size=data.local_size,
-            num_local_crops=data.num_local_crops,
-            global_scale=tuple(data.global_scale),
-            local_scale=tuple(data.local_scale),
-            mean=tuple(data.mean),
-            std=tuple(data.std),
-            blur_p=tuple(data.blur_p),
-            solarize_p=data.solarize_p,
-        )
+        return cls(**recipe_arguments(data))
 
     def generator(self, seeds: Sequence[int | None]) -> torch.Generator | None:
         """The batch's generator (None, torch's global RNG, when a sample has no seed)."""
