@@ -71,6 +71,27 @@ def _scaled_sigma(size: int, kind: str) -> tuple[float, float]:
     return (BLUR_SIGMA[0] * f, BLUR_SIGMA[1] * f)
 
 
+def validate_recipe(
+    num_local_crops: int,
+    global_scale: Sequence[float],
+    local_scale: Sequence[float],
+    blur_p: Sequence[float],
+    solarize_p: float,
+) -> None:
+    """One sentence per bad multi-crop argument (both implementations, PIL and batched)."""
+    if len(blur_p) != 3 or not all(0 <= p <= 1 for p in blur_p):
+        raise ValueError(
+            f"data.blur_p={list(blur_p)} must be 3 probabilities: global 1, global 2, locals"
+        )
+    if not 0 <= solarize_p <= 1:
+        raise ValueError(f"data.solarize_p={solarize_p} must be a probability in [0, 1]")
+    for name, scale in (("global_scale", global_scale), ("local_scale", local_scale)):
+        if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError(f"data.{name}={list(scale)} must be [min, max] in (0, 1]")
+    if num_local_crops < 0:
+        raise ValueError(f"data.num_local_crops={num_local_crops} must be >= 0")
+
+
 def recipe_arguments(data: Any) -> dict[str, Any]:
     """The multi-crop recipe's constructor arguments from a `DataConfig` (both
     implementations, PIL and batched, take the same)."""
@@ -109,17 +130,7 @@ class MultiCropAugmentation:
         blur_p: Sequence[float] = (1.0, 0.1, 0.5),
         solarize_p: float = 0.2,
     ) -> None:
-        if len(blur_p) != 3 or not all(0 <= p <= 1 for p in blur_p):
-            raise ValueError(
-                f"data.blur_p={list(blur_p)} must be 3 probabilities: global 1, global 2, locals"
-            )
-        if not 0 <= solarize_p <= 1:
-            raise ValueError(f"data.solarize_p={solarize_p} must be a probability in [0, 1]")
-        for name, scale in (("global_scale", global_scale), ("local_scale", local_scale)):
-            if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
-                raise ValueError(f"data.{name}={list(scale)} must be [min, max] in (0, 1]")
-        if num_local_crops < 0:
-            raise ValueError(f"data.num_local_crops={num_local_crops} must be >= 0")
+        validate_recipe(num_local_crops, global_scale, local_scale, blur_p, solarize_p)
         self.num_local_crops = num_local_crops
         normalize = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
         g_sigma = _scaled_sigma(global_size, "global")

@@ -28,6 +28,7 @@ from dinolab.data.augment import (
     MultiCropAugmentation,
     _scaled_sigma,
     recipe_arguments,
+    validate_recipe,
 )
 from dinolab.data.crop_resize import crop_resize, sample_boxes
 from dinolab.data.masking import batch_seed
@@ -118,11 +119,7 @@ class BatchedMultiCrop:
         blur_p: Sequence[float] = (1.0, 0.1, 0.5),
         solarize_p: float = 0.2,
     ) -> None:
-        # the PIL recipe validates the same arguments with the same messages
-        MultiCropAugmentation(
-            global_size, local_size, num_local_crops, global_scale, local_scale, mean, std,
-            blur_p, solarize_p,
-        )  # fmt: skip
+        validate_recipe(num_local_crops, global_scale, local_scale, blur_p, solarize_p)
         self.num_local_crops = num_local_crops
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
