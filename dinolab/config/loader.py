@@ -25,7 +25,8 @@ class ConfigError(ValueError):
 
 
 def list_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    """Pretraining presets (`finetune_*.yaml` are `dinolab.config.finetune`'s)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml") if not p.stem.startswith("finetune_"))
 
 
 def _preset_path(preset: str) -> Path:
