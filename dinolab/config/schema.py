@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dinolab.config.distill import DistillConfig
+
 
 @dataclass
 class ModelConfig:
@@ -255,6 +257,7 @@ class Config:
     ibot: IBOTConfig = field(default_factory=IBOTConfig)
     highres: HighResConfig = field(default_factory=HighResConfig)
     viz: VizConfig = field(default_factory=VizConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self) -> None:
         """Resolve the derived defaults once (idempotent: a resolved Config stays the same)."""
