@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dinolab.config.distill import DistillConfig
+from dinolab.config.gram import GramConfig
+from dinolab.config.schedule import ScheduleConfig
 
 
 @dataclass
@@ -124,7 +126,11 @@ class LossConfig:
 
     student_temp: float = 0.1
     center_momentum: float = 0.9
-    centering: str = "ema"  # ema (DINO) | sinkhorn (DINOv2), for the DINO and iBOT targets
+    # How teacher scores become targets, for the DINO and iBOT losses: ema (DINO: EMA centre,
+    # then sharpening) | sinkhorn (DINOv2: Sinkhorn-Knopp) | batch_softmax (softmax over the
+    # batch per prototype, then rows normalised = one Sinkhorn-Knopp iteration; DINO's
+    # no-momentum ablation)
+    centering: str = "ema"
     sinkhorn_iterations: int = 3
     dino_weight: float = 1.0
     koleo_weight: float = 0.0  # DINOv2: 0.1, on the student's CLS of each global crop
@@ -212,6 +218,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile each backbone block (or the whole ResNet)
     activation_checkpointing: bool = False  # recompute student blocks in backward
     freeze_backbone_epochs: int = 0  # heads-only warm-up: no backbone updates in epochs < N
+    # ema (momentum teacher) | student_copy | prev_iter (student before this step's update) |
+    # prev_epoch (student frozen at each epoch start): DINO section 5.2, train/teacher_update.py
+    teacher_update: str = "ema"
 
 
 @dataclass
@@ -258,6 +267,8 @@ class Config:
     highres: HighResConfig = field(default_factory=HighResConfig)
     viz: VizConfig = field(default_factory=VizConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    gram: GramConfig = field(default_factory=GramConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
     def __post_init__(self) -> None:
         """Resolve the derived defaults once (idempotent: a resolved Config stays the same)."""
