@@ -10,8 +10,8 @@
 Each logger has the same four calls (`log_metrics`, `log_hparams`, `log_image`, `close`); the
 trainer only calls `open_loggers` and the `MetricsLogger` that fans rows out to them. A missing
 tensorboard skips that logger with a note; a missing wandb / mlflow is an error before anything
-is written. `train.log` holds every message of the `dinolab` logger (`attach_text_log`) and a
-line of numbers every `train.log_every_steps` (`StepLines`).
+is written. `train.log` (the `dinolab` logger's messages and a line of numbers every
+`train.log_every_steps`) is kept by `train.text_log`.
 """
 
 from __future__ import annotations
@@ -28,11 +28,17 @@ from typing import Any, Protocol
 from dinolab.config.loader import to_yaml
 from dinolab.config.schema import Config
 from dinolab.extras import available, require
-from dinolab.run_dir import LOGGER_IDS, TENSORBOARD, TEXT_LOG
+from dinolab.run_dir import LOGGER_IDS, TENSORBOARD
+from dinolab.train.text_log import StepLines
 
 log = logging.getLogger("dinolab")
 LOGGERS = ("tensorboard", "wandb", "mlflow")
-__all__ = ["LOGGERS", "RunLogger", "attach_text_log", "check_loggers", "open_loggers"]
+__all__ = [
+    "LOGGERS",
+    "RunLogger",
+    "check_loggers",
+    "open_loggers",
+]
 
 
 class RunLogger(Protocol):
@@ -239,65 +245,3 @@ class MlflowLogger:
 
     def close(self) -> None:
         self.client.set_terminated(self.run_id)
-
-
-class StepLines:
-    """train.log's numbers: the last row of each burst as one line, never on the console."""
-
-    def log_metrics(self, rows: list[dict[str, float]]) -> None:
-        handler = next((h for h in log.handlers if isinstance(h, _TextLog)), None)
-        if handler is None or not rows:
-            return
-        row = rows[-1]
-        text = f"step {row['step']}: " + ", ".join(
-            f"{k} {v:.4g}" for k, v in row.items() if k != "step"
-        )
-        handler.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, text, None, None))
-
-    def log_hparams(self, params: dict[str, Any]) -> None:
-        pass  # config.yaml holds them
-
-    def log_image(self, tag: str, path: Path, step: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class _TextLog(logging.FileHandler):
-    """The handler behind RUN/train.log (a class of its own, so a new run replaces it)."""
-
-
-class _Console(logging.StreamHandler):
-    """Warnings on stderr while train.log is attached in a program that configured no logging
-    (Python's last-resort handler, which showed them before, is silent once a handler exists)."""
-
-    def __init__(self, saved_level: int) -> None:
-        super().__init__()
-        self.setLevel(logging.WARNING)
-        self.saved_level = saved_level
-
-
-def attach_text_log(run_dir: Path) -> None:
-    """Append the `dinolab` logger's messages to RUN/train.log, each with its time.
-
-    The file gets what the logger emits (INFO under the CLI). In a program that configured no
-    logging at all it gets INFO too, and the console still shows warnings only. One run at a
-    time: a new call replaces the previous run's file.
-    """
-    detach_text_log()
-    handler = _TextLog(run_dir / TEXT_LOG, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    if not log.handlers and not logging.getLogger().handlers:
-        log.addHandler(_Console(log.level))
-        log.setLevel(min(log.getEffectiveLevel(), logging.INFO))
-    log.addHandler(handler)
-
-
-def detach_text_log() -> None:
-    """Close RUN/train.log (and give the `dinolab` logger back its level)."""
-    for handler in [h for h in log.handlers if isinstance(h, (_TextLog, _Console))]:
-        log.removeHandler(handler)
-        handler.close()
-        if isinstance(handler, _Console):
-            log.setLevel(handler.saved_level)

@@ -14,9 +14,9 @@ from dinolab.config.loader import save_config
 from dinolab.config.schema import Config
 from dinolab.config.validate import validate_config
 from dinolab.run_dir import CONFIG, CURVES, METRICS, SUMMARY, has_checkpoint
-from dinolab.train.loggers import detach_text_log
 from dinolab.train.run_checkpoint import remove_partial_writes
 from dinolab.train.schedules import build_schedules
+from dinolab.train.text_log import detach_text_log
 from dinolab.train.trainer import Trainer
 
 log = logging.getLogger("dinolab")

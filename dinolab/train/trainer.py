@@ -42,17 +42,13 @@ from dinolab.run_dir import (
 from dinolab.train.budget import RunBudget
 from dinolab.train.horizon import finished_hint, planned_steps, run_schedules
 from dinolab.train.interrupt import StopSignal, TrainingInterrupted
-from dinolab.train.loggers import (
-    attach_text_log,
-    check_loggers,
-    detach_text_log,
-    open_loggers,
-)
+from dinolab.train.loggers import check_loggers, open_loggers
 from dinolab.train.monitor import MetricsLogger
 from dinolab.train.progress import RunProgress, epoch_label
 from dinolab.train.run_checkpoint import RunCheckpoints
 from dinolab.train.runtime import build_loader, per_process_batch, resolve_runtime
 from dinolab.train.step import TrainStep
+from dinolab.train.text_log import attach_text_log, detach_text_log
 
 log = logging.getLogger("dinolab")
 __all__ = ["CHECKPOINT", "Trainer", "per_process_batch", "resolve_device"]

@@ -1,14 +1,13 @@
-"""train.loggers: TensorBoard, W&B (offline) and MLflow (file store) across a resume; train.log."""
+"""train.loggers: TensorBoard, W&B (offline) and MLflow (file store) across a resume."""
 
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 
 from dinolab.extras import MissingExtraError
-from dinolab.train.loggers import attach_text_log, check_loggers, detach_text_log, flat_hparams
+from dinolab.train.loggers import check_loggers, flat_hparams
 from dinolab.train.monitor import MetricsLogger
 from dinolab.train.pretrain import pretrain
 
@@ -82,33 +81,6 @@ def test_wandb_offline_and_mlflow_file_store_keep_one_run_across_a_resume(
     assert got.data.params["optim.base_lr"] == "0.002" and got.info.status == "FINISHED"
     pictures = [a.path for a in client.list_artifacts(ids["mlflow"], "pictures/curves")]
     assert pictures == ["pictures/curves/curves.png"]
-
-
-def test_train_log_holds_every_session(image_dir, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="dinolab")  # as the CLI configures it
-    run = tmp_path / "run"
-    pretrain(_config(image_dir, run, **{"train.max_steps": 3, "train.tensorboard": False}))
-    pretrain(_config(image_dir, run, **{"train.tensorboard": False}), resume=True)
-    text = (run / "train.log").read_text()
-    assert text.count("INFO precision fp32") == 2  # the resolved precision, once per session
-    assert "step 5: train/loss" in text and "step 2: train/loss" in text  # numbers, every step
-    assert all(line[:4].isdigit() for line in text.splitlines() if line)  # timestamped
-
-
-def test_a_program_without_logging_config_gets_info_in_the_file_warnings_on_screen(
-    tmp_path, monkeypatch, capsys
-):
-    monkeypatch.setattr(logging.getLogger(), "handlers", [])
-    log = logging.getLogger("dinolab")
-    level = log.level
-    attach_text_log(tmp_path)
-    log.info("a note")
-    log.warning("a warning")
-    detach_text_log()
-    assert capsys.readouterr().err == "a warning\n"
-    text = (tmp_path / "train.log").read_text()
-    assert "INFO a note" in text and "WARNING a warning" in text
-    assert log.level == level and not log.handlers
 
 
 def test_unknown_or_missing_logger_fails_before_anything_is_written(image_dir, tmp_path):
