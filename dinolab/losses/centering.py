@@ -1,13 +1,16 @@
 """How raw teacher scores become target distributions without collapsing.
 
-Two ways, both computed in float32 whatever the autocast dtype of the logits:
+Three ways (`loss.centering`), all computed in float32 whatever the autocast dtype of the logits:
 
 - `EMACenter` (DINO): subtract a running mean of the teacher scores, then sharpen with a low
   temperature. The mean is global: batch sums and row counts are summed over all processes.
 - `sinkhorn_knopp` (DINOv2 / SwAV): rescale exp(scores / temp) so that each row sums to 1 and
   the prototypes are used equally across the global batch. Stateless.
+- "batch_softmax" (DINO's no-momentum ablation, SwAV-like): a softmax over the global batch for
+  each prototype, then each row normalised to sum to 1, which is exactly one Sinkhorn-Knopp
+  iteration (`sinkhorn_knopp(..., n_iterations=1)`). Stateless.
 
-`build_center` and `teacher_targets` pick between the two for the losses (DINO, iBOT) that take
+`build_center` and `teacher_targets` pick between them for the losses (DINO, iBOT) that take
 a `centering` name, so the choice lives in one place; `CenteredLoss` is the part of those
 losses that holds it.
 """
@@ -84,13 +87,15 @@ def sinkhorn_knopp(teacher_logits: Tensor, temp: float, n_iterations: int = 3) -
     return torch.exp(log_q + log_b)
 
 
-CENTERINGS = ("ema", "sinkhorn")
+CENTERINGS = ("ema", "sinkhorn", "batch_softmax")
 
 
 def build_center(centering: str, dim: int, momentum: float = 0.9) -> EMACenter | None:
-    """The centring state of a loss: an `EMACenter` for "ema", None for the stateless "sinkhorn"."""
+    """The centring state of a loss: an `EMACenter` for "ema", None for the stateless ones."""
     if centering not in CENTERINGS:
-        raise ValueError(f"Unknown centering '{centering}': use 'ema' or 'sinkhorn'.")
+        raise ValueError(
+            f"Unknown centering '{centering}': use one of {', '.join(map(repr, CENTERINGS))}."
+        )
     return EMACenter(dim, momentum) if centering == "ema" else None
 
 
@@ -120,12 +125,13 @@ class CenteredLoss(nn.Module):
         super().__init__()
         self.out_dim = out_dim
         self.student_temp = student_temp
-        self.sinkhorn_iterations = sinkhorn_iterations
+        # batch_softmax = one Sinkhorn-Knopp iteration (see the module docstring)
+        self.sinkhorn_iterations = 1 if centering == "batch_softmax" else sinkhorn_iterations
         self.centering = build_center(centering, out_dim, center_momentum)
 
     @property
     def center(self) -> Tensor | None:
-        """The running teacher centre [1, out_dim] (None with Sinkhorn-Knopp)."""
+        """The running teacher centre [1, out_dim] (None with sinkhorn / batch_softmax)."""
         return None if self.centering is None else self.centering.center
 
     def teacher_probs(self, teacher_logits: Tensor, teacher_temp: float) -> Tensor:

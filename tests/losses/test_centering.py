@@ -128,3 +128,16 @@ def test_build_center_picks_the_targets_of_both_losses():
     assert torch.equal(teacher_targets(None, t, 0.1, 2), sinkhorn_knopp(t, 0.1, 2))
     with pytest.raises(ValueError, match="Unknown centering 'foo'"):
         build_center("foo", 4)
+
+
+def test_batch_softmax_is_a_softmax_over_the_batch_then_rows_normalised():
+    from dinolab.losses import DINOLoss
+
+    t = torch.randn(6, 5, dtype=torch.float64).float()
+    loss = DINOLoss(5, centering="batch_softmax", sinkhorn_iterations=7)
+    assert loss.centering is None and loss.sinkhorn_iterations == 1  # stateless, one iteration
+    by_batch = torch.softmax(t.double() / 0.1, dim=0)  # each prototype: a distribution over B
+    expected = by_batch / by_batch.sum(dim=1, keepdim=True)
+    got = loss.teacher_probs(t, 0.1)
+    assert torch.allclose(got.double(), expected, atol=1e-6)
+    assert torch.allclose(got.sum(dim=1), torch.ones(6), atol=1e-6)
