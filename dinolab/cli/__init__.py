@@ -16,8 +16,8 @@ import os
 import sys
 
 from dinolab import __version__
+from dinolab.cli import distill, models, pretrain, viz
 from dinolab.cli import eval as eval_commands
-from dinolab.cli import models, pretrain, viz
 from dinolab.config.loader import ConfigError
 from dinolab.distributed import DistributedError
 from dinolab.run_dir import CheckpointWriteError
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dinolab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     pretrain.register(sub)
+    distill.register(sub)
     eval_commands.register(sub)
     models.register(sub)
     viz.register(sub)
@@ -57,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # `pretrain PATH --preset P key=value ...`: words after an option are overrides too
-    if extra and args.command == "pretrain" and not any(x.startswith("-") for x in extra):
+    if (
+        extra
+        and args.command in ("pretrain", "distill")
+        and not any(x.startswith("-") for x in extra)
+    ):
         args.items = [*args.items, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -1,0 +1,100 @@
+"""Recipe distillation (DINOv2 section 5): the pretraining losses, a frozen teacher's targets.
+
+The student (`model.*`, fresh DINO / iBOT heads with the teacher's prototype counts) sees every
+crop unmasked and without stochastic depth. The frozen teacher (backbone + heads of a finished
+run: `distill_teacher`) sees the global crops and gives
+- DINO targets for the student's CLS logits of all crops (globals and locals),
+- iBOT targets at sampled patch positions of the global crops (`ibot.mask_ratio` of the patches
+  per crop, drawn from torch's RNG, which the checkpoint restores): the student's patch tokens
+  at the same positions, resampled to the teacher's grid when the patch grids differ,
+- KoLeo on the student's global CLS tokens,
+with Sinkhorn-Knopp or centred targets (`loss.centering`) and the teacher temperature schedule.
+`teacher` is a spare EMA of the student (`teacher.momentum`, cosine to `momentum_end`): the
+run's product, exported as `teacher_backbone.safetensors` like a pretraining run's teacher.
+The frozen teacher is kept outside the module tree: it is in no state_dict, optimizer or DDP
+bucket, so a checkpoint holds only the student, its EMA and the losses' state.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from dinolab.config.schema import Config
+from dinolab.losses import koleo_loss
+from dinolab.losses.feature_distill import resize_patch_grid, square_grid
+from dinolab.train.distill_teacher import FrozenTeacher
+from dinolab.train.meta_arch_dinov2 import DINOv2MetaArch
+
+
+def hold_frozen(meta: torch.nn.Module, frozen: FrozenTeacher) -> None:
+    """Attach the frozen teacher as a plain attribute (not a submodule: never saved or synced)."""
+    object.__setattr__(meta, "frozen", frozen)
+
+
+def sample_positions(num_images: int, num_patches: int, ratio: list[float]) -> Tensor:
+    """Bool [num_images, num_patches]: per image a share uniform in `ratio` of its patches (at
+    least one) at random positions, from torch's global CPU RNG."""
+    lo, hi = float(ratio[0]), float(ratio[1])
+    shares = torch.rand(num_images) * (hi - lo) + lo
+    counts = (shares * num_patches).long().clamp(1, num_patches)
+    ranks = torch.rand(num_images, num_patches).argsort(dim=1).argsort(dim=1)
+    return ranks < counts.unsqueeze(1)
+
+
+class DistillMetaArch(DINOv2MetaArch):
+    """student + spare EMA `teacher` (both saved) + `frozen` teacher (not saved)."""
+
+    frozen: FrozenTeacher
+
+    def __init__(self, cfg: Config, frozen: FrozenTeacher):
+        super().__init__(cfg)
+        hold_frozen(self, frozen)
+        if self.use_ibot and frozen.ibot_head is None:
+            raise ValueError(
+                f"distill.teacher='{cfg.distill.teacher}' has no iBOT head: set ibot.weight=0."
+            )
+
+    def _apply(self, fn, recurse: bool = True):  # .to(device), channels_last: the teacher too
+        super()._apply(fn, recurse)
+        self.frozen._apply(fn, recurse)
+        return self
+
+    def forward_loss(self, batch: dict, teacher_temp: float) -> dict[str, Tensor]:
+        """One distillation step's loss (`loss`) and detached parts and monitors."""
+        g = batch["global_crops"]
+        local = batch.get("local_crops")
+        t = self.frozen(g)
+        with torch.no_grad():
+            t_dino = self.frozen.dino_head(t["cls"])
+        xs = [g] if local is None or local.numel() == 0 else [g, local]
+        s = self._features(self.student, xs, [None] * len(xs))  # no masks: the student sees all
+        s_cls = torch.cat([o["x_norm_clstoken"] for o in s])
+        positions = s_patch = t_ibot = None
+        if self.use_ibot:
+            n_patches = t["patch"].shape[1]
+            positions = sample_positions(g.shape[0], n_patches, self.cfg.ibot.mask_ratio)
+            positions = positions.to(g.device)
+            idx = positions.flatten().nonzero().squeeze(1)
+            with torch.no_grad():
+                t_ibot = self.frozen.ibot_head(t["patch"].flatten(0, 1)[idx])
+            grid = square_grid(n_patches)
+            s_patch = resize_patch_grid(s[0]["x_norm_patchtokens"], grid).flatten(0, 1)[idx]
+        s_dino, s_ibot = self.student.heads(s_cls, s_patch)
+
+        dino = self.dino_loss(s_dino, t_dino, teacher_temp, n_global=2)
+        w = self.cfg
+        total = w.loss.dino_weight * dino["loss"]
+        out = {k: v for k, v in dino.items() if k != "loss"}
+        out["dino_loss"] = dino["loss"].detach()
+        if w.loss.koleo_weight > 0:
+            koleo = sum(koleo_loss(c) for c in s_cls[: g.shape[0]].chunk(2))
+            total = total + w.loss.koleo_weight * koleo
+            out["koleo_loss"] = koleo.detach()
+        if positions is not None:
+            ibot = self.ibot_loss(s_ibot, t_ibot, positions, teacher_temp)
+            total = total + w.ibot.weight * ibot["loss"]
+            out["ibot_loss"] = ibot["loss"].detach()
+            out["ibot_teacher_entropy"] = ibot["ibot_teacher_entropy"]
+        out["loss"] = total
+        return out
