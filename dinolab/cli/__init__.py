@@ -16,7 +16,7 @@ import os
 import sys
 
 from dinolab import __version__
-from dinolab.cli import distill, models, pretrain, viz
+from dinolab.cli import distill, finetune, models, pretrain, viz
 from dinolab.cli import eval as eval_commands
 from dinolab.config.loader import ConfigError
 from dinolab.distributed import DistributedError
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_commands.register(sub)
     models.register(sub)
     viz.register(sub)
+    finetune.register(sub)
     return parser
 
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     # `pretrain PATH --preset P key=value ...`: words after an option are overrides too
     if (
         extra
-        and args.command in ("pretrain", "distill")
+        and args.command in ("pretrain", "distill", "finetune")
         and not any(x.startswith("-") for x in extra)
     ):
         args.items = [*args.items, *extra]
