@@ -99,6 +99,7 @@ class RunCheckpoints:
             "rng": rngs[0],
             "config": to_yaml(self.cfg),
             "skipped": list(self.skipped),
+            "teacher_update": self.train_step.teacher_update.state_dict(),
         }
         if len(rngs) > 1:
             state["rng_per_rank"] = rngs
@@ -182,6 +183,7 @@ class RunCheckpoints:
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.global_step = state["global_step"]
         self.skipped = dict.fromkeys(state.get("skipped", []))
+        self.train_step.teacher_update.load_state_dict(state.get("teacher_update", {}))
         if self.budget is not None and "budget" in state:
             self.budget.load_state(state["budget"])
             self.schedules = self.budget.schedules(self.schedules)

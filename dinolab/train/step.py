@@ -26,6 +26,7 @@ from dinolab.train.optim import (
     clip_gradients,
     clip_module_norms,
 )
+from dinolab.train.teacher_update import TeacherUpdate, check_teacher_update
 
 
 class TrainStep:
@@ -49,8 +50,14 @@ class TrainStep:
                 f"optim.clip_mode={cfg.optim.clip_mode!r} is unknown; use one of "
                 f"{', '.join(CLIP_MODES)}."
             )
+        check_teacher_update(cfg.train.teacher_update)
         self.cfg, self.device, self.precision = cfg, device, precision
         self.world_size = dist.get_world_size()
+        if cfg.gram.weight > 0 and cfg.train.parallel == "fsdp" and self.world_size > 1:
+            raise ValueError(
+                "Gram anchoring (gram.weight > 0) is not supported with FSDP: use "
+                "train.parallel=ddp or gram.weight=0."
+            )
         self.model = build_meta_arch(cfg, init_weights=init_weights).to(device)
         if self.world_size > 1:  # same initial weights everywhere, then distinct drop-path masks
             torch.manual_seed(cfg.train.seed + 1_000_003 * dist.get_rank())
@@ -69,6 +76,8 @@ class TrainStep:
             last_layer_freeze=self._last_layer_freeze() if self.freeze_by_lr else None,
         )
         self.schedules = schedules
+        self.teacher_update = TeacherUpdate(cfg.train.teacher_update, self.model)
+        self.gram = getattr(self.model, "gram_anchor", None)  # DINOv3 Gram teacher, if on
 
     def values(self, it: int) -> dict[str, float]:
         """lr, wd, teacher momentum and temperature at step `it` (the last ones past the end)."""
@@ -88,6 +97,9 @@ class TrainStep:
         """
         v = self.values(it)
         apply_schedules(self.optimizer, v["lr"], v["wd"], epoch)
+        self.teacher_update.before_forward(epoch)
+        if self.gram is not None:
+            v["gram_weight"] = self.gram.step(it, self.model.teacher.backbone)
         batch = {k: self._to_device(x) for k, x in batch.items()}
         with autocast(self.device, self.precision):
             out = self.runner(batch, v["teacher_temp"])
@@ -100,8 +112,9 @@ class TrainStep:
             for head, freeze_epochs in self._heads():
                 cancel_last_layer_gradients(head, epoch, freeze_epochs)
         cancel_backbone_gradients(self.model, epoch, self.cfg.train.freeze_backbone_epochs)
+        self.teacher_update.before_optimizer_step()
         self.optimizer.step()
-        self.model.update_teacher(v["momentum"])
+        self.teacher_update.after_optimizer_step(v["momentum"])
         if self.world_size > 1:
             metrics = self._global_mean(metrics, share)
         metrics.update(v, epoch=epoch)
