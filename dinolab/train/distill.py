@@ -77,6 +77,8 @@ def prepare_distill_config(cfg: Config) -> Config:
     if Path(d.teacher).expanduser().exists():
         d.teacher = str(Path(d.teacher).expanduser().resolve())
     d.mode = resolve_mode(cfg)
+    if getattr(getattr(cfg, "gram", None), "weight", 0.0) > 0:
+        raise ConfigError("Gram anchoring is not part of distillation: set gram.weight=0.")
     _set(cfg, "model.drop_path_rate", 0.0, "the student is distilled without stochastic depth")
     _set(cfg, "ibot.mask_probability", 0.0, "the student sees no mask")
     if d.mode == "recipe":
