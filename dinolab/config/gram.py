@@ -5,7 +5,8 @@ The Gram teacher is a frozen copy of the (EMA) teacher's backbone, taken at `sta
 and refreshed every `refresh_every` iterations, at most `max_refreshes` times. The loss is the
 MSE between the student's and the Gram teacher's patch-patch cosine-similarity matrices, per
 image, on the global crops (`dinolab/losses/gram.py`, `dinolab/train/gram_anchor.py`). It needs
-a ViT backbone and runs on the DINOv2 meta-architecture (iBOT / KoLeo may stay off).
+patch features (a ViT's patch tokens, a ResNet's last feature map) and runs on the DINOv2
+meta-architecture (iBOT / KoLeo may stay off); not with FSDP.
 """
 
 from __future__ import annotations

@@ -15,8 +15,10 @@ from dinolab.train.warm_start import init_backbones
 
 
 def uses_dinov2(cfg: Config) -> bool:
-    """True when the config asks for a DINOv2 part (iBOT, KoLeo or sequence packing)."""
-    return cfg.ibot.weight > 0 or cfg.loss.koleo_weight > 0 or cfg.model.pack_sequences
+    """True when the config asks for a DINOv2 part (iBOT, KoLeo, sequence packing) or Gram
+    anchoring (DINOv3, built on DINOv2's patch features)."""
+    weights = (cfg.ibot.weight, cfg.loss.koleo_weight, cfg.gram.weight)
+    return any(w > 0 for w in weights) or cfg.model.pack_sequences
 
 
 def build_meta_arch(cfg: Config, init_weights: bool = True) -> nn.Module:

@@ -6,6 +6,8 @@ into `data.collate.collate_multicrop`); the teacher, an EMA copy without stochas
 the unmasked global crops.
 The DINO and iBOT heads are separate (DINOv2) unless `ibot.separate_head` is false, and both sit
 under `network.head` ({"dino", "ibot"}) so freezing every `last_layer` reaches both.
+With `gram.weight` > 0 a Gram teacher (`gram_anchor`, DINOv3) anchors the similarities of the
+student's global-crop patch features (`losses.gram`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from dinolab.config.schema import Config, ModelConfig
-from dinolab.losses import DINOLoss, IBOTPatchLoss, koleo_loss
+from dinolab.losses import DINOLoss, IBOTPatchLoss, gram_loss, koleo_loss
 from dinolab.models import build_backbone, build_head
+from dinolab.train.gram_anchor import GramAnchor
 from dinolab.train.meta_arch import StudentTeacher
 
 # facebookresearch/dinov2 initialises the CLS token at std 1e-6 (DINO: 0.02).
@@ -69,6 +72,9 @@ class DINOv2MetaArch(StudentTeacher):
                 ibot_dim, loss.student_temp, cfg.ibot.center_momentum, loss.centering,
                 loss.sinkhorn_iterations,
             )  # fmt: skip
+        self.gram_anchor = None
+        if cfg.gram.weight > 0:
+            self.gram_anchor = GramAnchor(cfg.gram, self.teacher.backbone)
 
     def _network(self, model_cfg: ModelConfig) -> DINOv2Network:
         backbone = build_backbone(model_cfg, cls_token_std=DINOV2_CLS_TOKEN_STD)
@@ -115,6 +121,14 @@ class DINOv2MetaArch(StudentTeacher):
             koleo = sum(koleo_loss(c) for c in s_cls[: g.shape[0]].chunk(2))
             total = total + w.loss.koleo_weight * koleo
             out["koleo_loss"] = koleo.detach()
+        gram = self.gram_anchor
+        if gram is not None and gram.weight_now > 0:
+            patch = self.student.backbone.patch_size
+            g_loss = gram_loss(
+                s[0]["x_norm_patchtokens"], gram.patch_targets(g, patch), gram.cfg.remove_negative
+            )
+            total = total + gram.weight_now * g_loss
+            out["gram_loss"] = g_loss.detach()
         if masks is not None:
             ibot = self.ibot_loss(s_ibot, t_ibot, masks, teacher_temp)
             total = total + w.ibot.weight * ibot["loss"]
