@@ -85,6 +85,9 @@ def budget_schedules(cfg: Config, horizon: int, total_batch: int) -> dict[str, n
         teacher=dataclasses.replace(
             cfg.teacher, temp_warmup_epochs=cfg.teacher.temp_warmup_epochs / epochs
         ),
+        schedule=dataclasses.replace(
+            cfg.schedule, cooldown_epochs=cfg.schedule.cooldown_epochs / epochs
+        ),
     )
     return build_schedules(one_run, max(horizon, 1), total_batch)
 

@@ -1,7 +1,9 @@
 """Per-iteration schedules of a DINO run, precomputed as arrays indexed by the global step.
 
 Precomputing keeps the step loop trivial (`lr = schedules["lr"][it]`) and makes resuming
-exact: the step counter alone restores every hyper-parameter.
+exact: the step counter alone restores every hyper-parameter. Two shapes (`schedule.kind`):
+DINO's cosine over the planned run, or DINOv3's constant phase after the warm-up (with an
+optional final cool-down), whose values never depend on how long the run is planned to be.
 """
 
 from __future__ import annotations
@@ -50,6 +52,28 @@ def teacher_temp_schedule(
     return np.concatenate((ramp, flat))[:total].astype(np.float64)
 
 
+def constant_schedule(
+    start: float,
+    peak: float,
+    end: float,
+    total: int,
+    warmup_iters: int = 0,
+    cooldown_iters: int = 0,
+) -> np.ndarray:
+    """DINOv3's schedule {start, peak, end}: linear start -> peak over `warmup_iters`, peak held,
+    then a cosine peak -> end over the last `cooldown_iters` (none: peak to the end of the run).
+
+    Length `total`; a warm-up longer than the run is cut where the run ends.
+    """
+    warmup = np.linspace(start, peak, warmup_iters) if warmup_iters > 0 else np.array([])
+    cooldown_iters = max(min(cooldown_iters, total - len(warmup)), 0)
+    i = np.arange(cooldown_iters)
+    cooldown = end + 0.5 * (peak - end) * (1 + np.cos(np.pi * i / max(cooldown_iters, 1)))
+    flat = np.full(max(total - warmup_iters - cooldown_iters, 0), peak, dtype=np.float64)
+    return np.concatenate((warmup, flat, cooldown))[:total].astype(np.float64)
+
+
+SCHEDULE_KINDS = ("cosine", "constant")
 LR_SCALINGS = ("linear_256", "sqrt_1024")
 
 
@@ -78,6 +102,12 @@ def build_schedules(cfg: Config, iters_per_epoch: int, total_batch: int) -> dict
             "add images or lower train.batch_size."
         )
     o, t, epochs = cfg.optim, cfg.teacher, cfg.train.epochs
+    if cfg.schedule.kind == "constant":
+        return constant_schedules(cfg, iters_per_epoch, total_batch)
+    if cfg.schedule.kind != "cosine":
+        raise ValueError(
+            f"schedule.kind must be one of {', '.join(SCHEDULE_KINDS)}, not '{cfg.schedule.kind}'."
+        )
     return {
         "lr": cosine_schedule(
             peak_lr(o, total_batch), o.min_lr, epochs, iters_per_epoch, o.warmup_epochs
@@ -86,5 +116,33 @@ def build_schedules(cfg: Config, iters_per_epoch: int, total_batch: int) -> dict
         "momentum": cosine_schedule(t.momentum, t.momentum_end, epochs, iters_per_epoch),
         "teacher_temp": teacher_temp_schedule(
             t.temp_start, t.temp, t.temp_warmup_epochs, epochs, iters_per_epoch
+        ),
+    }
+
+
+def constant_schedules(
+    cfg: Config, iters_per_epoch: int, total_batch: int
+) -> dict[str, np.ndarray]:
+    """`schedule.kind=constant` (DINOv3): each schedule {start, peak, end} held at its peak after
+    its warm-up, the last `schedule.cooldown_epochs` a cosine to its end value.
+
+    lr: 0 -> peak_lr over optim.warmup_epochs -> optim.min_lr; wd: weight_decay held ->
+    weight_decay_end; momentum: teacher.momentum held -> momentum_end; temperature: temp_start
+    -> temp over teacher.temp_warmup_epochs, then temp.
+    """
+    o, t = cfg.optim, cfg.teacher
+    total = int(cfg.train.epochs * iters_per_epoch)
+    cool = int(cfg.schedule.cooldown_epochs * iters_per_epoch)
+
+    def iters(epochs: float) -> int:
+        return int(epochs * iters_per_epoch)
+
+    lr = peak_lr(o, total_batch)
+    return {
+        "lr": constant_schedule(0.0, lr, o.min_lr, total, iters(o.warmup_epochs), cool),
+        "wd": constant_schedule(o.weight_decay, o.weight_decay, o.weight_decay_end, total, 0, cool),
+        "momentum": constant_schedule(t.momentum, t.momentum, t.momentum_end, total, 0, cool),
+        "teacher_temp": constant_schedule(
+            t.temp_start, t.temp, t.temp, total, iters(t.temp_warmup_epochs), cool
         ),
     }

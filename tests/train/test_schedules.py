@@ -66,3 +66,46 @@ def test_build_schedules_from_config():
 def test_empty_epoch_is_a_clear_error():
     with pytest.raises(ValueError, match="smaller than one batch"):
         build_schedules(Config(), iters_per_epoch=0, total_batch=64)
+
+
+def test_constant_schedule_start_peak_hold_and_cooldown():
+    from dinolab.train.schedules import constant_schedule
+
+    s = constant_schedule(0.0, 1.0, 0.2, total=20, warmup_iters=4, cooldown_iters=6)
+    assert s[:4] == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])  # start -> peak
+    assert np.all(s[4:14] == 1.0)  # the constant phase
+    assert s[14] == pytest.approx(1.0) and s[17] == pytest.approx(0.6)  # cosine, half-way
+    assert s[-1] == pytest.approx(0.2 + 0.4 * (1 + math.cos(math.pi * 5 / 6)))
+    held = constant_schedule(0.0, 1.0, 0.2, total=20, warmup_iters=4)
+    assert np.all(held[4:] == 1.0)  # no cool-down: the peak to the end
+    assert len(constant_schedule(0.0, 1.0, 0.2, total=3, warmup_iters=4, cooldown_iters=6)) == 3
+
+
+def _constant(epochs: int, cooldown: float = 0.0) -> dict:
+    cfg = Config()
+    cfg.schedule.kind, cfg.schedule.cooldown_epochs = "constant", cooldown
+    cfg.train.epochs, cfg.optim.warmup_epochs, cfg.teacher.temp_warmup_epochs = epochs, 2, 3
+    return build_schedules(cfg, iters_per_epoch=5, total_batch=512)
+
+
+def test_constant_schedules_values_at_start_middle_and_end():
+    s, peak = _constant(10), 0.0005 * 512 / 256
+    start, middle, end = 0, 25, 49
+    assert [s["lr"][i] for i in (start, middle, end)] == pytest.approx([0.0, peak, peak])
+    assert [s["wd"][i] for i in (start, middle, end)] == pytest.approx([0.04] * 3)
+    assert [s["momentum"][i] for i in (start, middle, end)] == pytest.approx([0.996] * 3)
+    assert [s["teacher_temp"][i] for i in (start, middle, end)] == pytest.approx([0.04, 0.07, 0.07])
+    cooled = _constant(10, cooldown=2)  # the last 10 steps: cosine from the peak to the end
+    assert cooled["lr"][middle] == pytest.approx(peak) and cooled["lr"][39] == pytest.approx(peak)
+    assert 1e-6 < cooled["lr"][end] < 1e-6 + 0.03 * peak
+    assert 0.39 < cooled["wd"][end] <= 0.4 and 0.9999 < cooled["momentum"][end] <= 1.0
+
+
+def test_constant_schedules_do_not_depend_on_the_run_length():
+    short, longer = _constant(10), _constant(20)  # a run continued "as long as useful"
+    for key in short:
+        assert np.array_equal(short[key], longer[key][:50]), key
+    with pytest.raises(ValueError, match="schedule.kind must be one of cosine, constant"):
+        cfg = Config()
+        cfg.schedule.kind = "linear"
+        build_schedules(cfg, iters_per_epoch=5, total_batch=64)
