@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+from dinolab.eval.patch_features import (
+    block_count,
+    evenly_spaced_blocks,
+    patch_feature_map,
+    patch_size_of,
+)
+from tests.eval.dense_sets import PatchMean
+
+
+def test_vit_last_block_is_the_final_normed_patch_tokens(backbone):
+    x = torch.randn(2, 3, 32, 24)
+    with torch.no_grad():
+        fmap = patch_feature_map(backbone, x)
+        tokens = backbone.forward_features(x)["x_norm_patchtokens"]
+    assert fmap.shape == (2, 32, 4, 3)
+    assert torch.allclose(fmap.flatten(2).transpose(1, 2), tokens, atol=1e-6)
+
+
+def test_vit_blocks_and_cls_are_concatenated_per_block(backbone):
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        fmap = patch_feature_map(backbone, x, blocks=[0, 1], with_cls=True)
+        cls = backbone.forward_features(x)["x_norm_clstoken"]
+    assert fmap.shape == (1, 4 * 32, 4, 4)
+    # channels: block 0 patches, block 0 CLS, block 1 patches, block 1 CLS (the final one)
+    assert torch.allclose(fmap[0, 96:, 2, 3], cls[0], atol=1e-6)
+    assert torch.allclose(fmap[0, 32:64, 0, 0], fmap[0, 32:64, 3, 1])
+
+
+def test_convolutional_backbones_give_their_last_map_and_refuse_blocks():
+    x = torch.rand(1, 3, 16, 24)
+    fmap = patch_feature_map(PatchMean(), x, with_cls=True)
+    assert fmap.shape == (1, 6, 2, 3)
+    assert torch.allclose(fmap[0, :3, 1, 2], x[0, :, 8:, 16:].mean(dim=(1, 2)))
+    assert torch.allclose(fmap[0, 3:, 0, 0], x[0].mean(dim=(1, 2)), atol=1e-6)
+    assert block_count(PatchMean()) == 1
+    with pytest.raises(ValueError, match="no intermediate blocks"):
+        patch_feature_map(PatchMean(), x, blocks=4)
+
+
+def test_evenly_spaced_blocks_end_at_the_last():
+    assert evenly_spaced_blocks(12, 4) == [0, 4, 7, 11]
+    assert evenly_spaced_blocks(2, 1) == [1]
+    with pytest.raises(ValueError, match="cannot take 5 blocks"):
+        evenly_spaced_blocks(2, 5)
+
+
+def test_a_module_without_a_patch_grid_is_one_sentence():
+    with pytest.raises(ValueError, match="no patch-token grid"):
+        patch_size_of(torch.nn.Linear(2, 2))
+    assert patch_size_of(PatchMean()) == 8
