@@ -17,6 +17,7 @@ import sys
 
 from dinolab import __version__
 from dinolab.cli import distill, finetune, models, pretrain, viz
+from dinolab.cli import curate
 from dinolab.cli import eval as eval_commands
 from dinolab.config.loader import ConfigError
 from dinolab.distributed import DistributedError
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_commands.register(sub)
     models.register(sub)
     viz.register(sub)
+    curate.register(sub)
     finetune.register(sub)
     return parser
 
