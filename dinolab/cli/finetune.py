@@ -26,6 +26,8 @@ log = logging.getLogger("dinolab")
 
 def _config(args: argparse.Namespace):
     """The run's config: the saved one (resume) or preset + flags + overrides."""
+    if args.model and "=" in args.model and not Path(args.model).exists():
+        args.model, args.items = None, [args.model, *args.items]  # `--resume RUN key=value`
     flags = [
         f"{key}={value}"
         for key, value in (
