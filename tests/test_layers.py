@@ -6,7 +6,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "dinolab"
-UPPER = ("dinolab.train", "dinolab.eval", "dinolab.viz", "dinolab.cli", "dinolab.finetune")
+UPPER = (
+    "dinolab.train",
+    "dinolab.eval",
+    "dinolab.viz",
+    "dinolab.cli",
+    "dinolab.curate",
+    "dinolab.finetune",
+)
 LOWER = ["models", "losses", "data", "config", "run_dir.py", "distributed.py", "hardware.py"]
 
 
