@@ -16,8 +16,7 @@ import os
 import sys
 
 from dinolab import __version__
-from dinolab.cli import distill, finetune, models, pretrain, viz
-from dinolab.cli import curate
+from dinolab.cli import curate, distill, finetune, models, pretrain, viz
 from dinolab.cli import eval as eval_commands
 from dinolab.config.loader import ConfigError
 from dinolab.distributed import DistributedError
@@ -51,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     eval_commands.register(sub)
     models.register(sub)
     viz.register(sub)
-    curate.register(sub)
     finetune.register(sub)
+    curate.register(sub)
     return parser
 
 
