@@ -194,3 +194,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from dinolab.cli import eval_video  # davis
 
     eval_video.register(sub, _setup, _finish)
+
+    from dinolab.cli import eval_dense  # segment, depth
+
+    eval_dense.register(sub, _setup, _finish)
