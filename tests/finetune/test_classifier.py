@@ -41,3 +41,21 @@ def test_drop_path_ramps_over_the_blocks():
     set_drop_path(backbone, 0.2)
     assert not isinstance(backbone.blocks[0].drop_path1, DropPath)  # block 0: rate 0
     assert backbone.blocks[1].drop_path2.drop_prob == pytest.approx(0.2)
+
+
+def test_onnx_export_matches_pytorch_and_names_the_classes(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import json
+
+    import onnx
+
+    from dinolab.finetune.onnx import export_classifier_onnx
+
+    backbone = tiny_vit()
+    model = Classifier(backbone, 2).eval()
+    spec = spec_for(backbone, TINY_VIT, ["cat", "dog"], "cls", 16)
+    path = save_classifier(model, spec, tmp_path / "c.safetensors")
+    out = export_classifier_onnx(path, tmp_path / "c.onnx")  # checked against PyTorch inside
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(meta["classes"]) == ["cat", "dog"]
