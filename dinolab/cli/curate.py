@@ -62,6 +62,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         backend=args.backend,
         progress=not args.quiet,
+        center=args.center,
     )
     return _print(report, args.out)
 
@@ -147,6 +148,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--k", type=int, default=64, help="neighbours per image in the k-NN graph")
     d.add_argument("--threshold", type=float, default=0.6, help="cosine for a pool copy")
     d.add_argument("--against-threshold", type=float, default=0.45, help="cosine vs eval sets")
+    d.add_argument("--center", action="store_true",
+                   help="subtract the pool's mean embedding first (weak models)")  # fmt: skip
     d.add_argument("--chunk-size", type=int, default=4096)
     d.add_argument("--backend", **backend)
     _common(d, "stage folder (list.txt, report.json, duplicate_groups.png)")

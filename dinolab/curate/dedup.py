@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from dinolab.curate.knn_search import knn_to_disk
 from dinolab.curate.store import Selection, write_stage
@@ -104,6 +105,7 @@ def dedup(
     backend: str = "auto",
     progress: bool = True,
     figure_groups: int = 8,
+    center: bool = False,
 ) -> dict:
     """Run both passes on `pool`, write the stage folder (+ duplicate_groups.png); the report."""
     t0 = time.perf_counter()
@@ -111,9 +113,13 @@ def dedup(
     exact_keep = first_of_each_hash(pool.hashes())
     rows = pool.rows[exact_keep]
     stage = Selection(pool.store, rows)
+    x, evals = stage.embeddings(), [a.embeddings() for a in against]
+    if center:  # weak or small models: every cosine is high until the common mean is removed
+        mean = x.mean(0)
+        x, evals = F.normalize(x - mean, dim=1), [F.normalize(e - mean, dim=1) for e in evals]
     found = duplicate_components(
-        stage.embeddings(),
-        [a.embeddings() for a in against],
+        x,
+        evals,
         k,
         threshold,
         against_threshold,
@@ -138,6 +144,7 @@ def dedup(
         "k": k,
         "threshold": threshold,
         "against_threshold": against_threshold,
+        "center": center,
         "edges": found["edges"],
         "eval_edges": found["eval_edges"],
         "seconds": round(time.perf_counter() - t0, 2),

@@ -53,5 +53,6 @@ class UnionFind:
 def connected_components(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Component label of each of n nodes for the undirected edges src[i] - dst[i]."""
     uf = UnionFind(n)
-    uf.union_edges(src, dst)
+    pairs = np.unique(np.sort(np.stack([src, dst], 1), axis=1), axis=0)  # a-b and b-a: once
+    uf.union_edges(pairs[:, 0], pairs[:, 1])
     return uf.labels()

@@ -48,3 +48,21 @@ def test_dedup_stage_removes_exact_and_near_copies_of_images(tmp_path):
     assert not any("copy" in p for p in kept)  # the originals sort first and stay
     assert (tmp_path / "dd" / "duplicate_groups.png").is_file()
     assert len(open_selection(tmp_path / "dd")) == 10  # the next stage reads the folder
+
+
+def test_center_removes_the_common_direction_that_joins_everything(tmp_path):
+    from dinolab.curate.store import Selection
+
+    g = torch.Generator().manual_seed(0)
+    parts = torch.randn(20, 16, generator=g)
+    parts[19] = parts[3] + 0.05 * torch.randn(16, generator=g)  # one planted copy
+    x = F.normalize(torch.cat([torch.full((20, 1), 8.0), parts], 1), dim=1)  # cosines ~0.8
+    store = tmp_path / "emb"
+    store.mkdir()
+    np.save(store / "embeddings.npy", x.numpy())
+    np.save(store / "hashes.npy", np.array([bytes([i + 1]) * 20 for i in range(20)], "S20"))
+    (store / "files.txt").write_text("".join(f"/x/{i}.png\n" for i in range(20)))
+    sel = Selection(store, np.arange(20))
+    raw = dedup(sel, tmp_path / "raw", k=8, progress=False, figure_groups=0)
+    centred = dedup(sel, tmp_path / "c", k=8, progress=False, figure_groups=0, center=True)
+    assert raw["images"] == 1 and centred["images"] == 19
