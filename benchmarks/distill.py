@@ -1,0 +1,158 @@
+"""Distillation vs training from scratch at an equal number of steps (CPU, CIFAR-10 subset).
+
+    python benchmarks/distill.py --teacher /tmp/q/q30/run --data /tmp/data/c10k --epochs 2 \
+        --per-class 200 --out runs/bench_distill
+
+The teacher is a finished `cifar10_small_resnet` run (small_resnet E256, 1024 prototypes,
+DINO + Sinkhorn-Knopp), or one trained here for --teacher-minutes when --teacher is absent.
+Then, on `<data>/train` (or its first --per-class images of each class) for --epochs each, a
+half-width student (small_resnet E128): (a) distilled from the frozen teacher (`--preset
+distill_cpu`), (b) pretrained from scratch with the teacher's own recipe
+(`cifar10_small_resnet` at embed_dim 128). Reported: weighted 20-NN
+(T = 0.07) and logistic-regression top-1 on `<data>/train` -> `<data>/test` of the teacher,
+the distilled student's EMA (the exported backbone) and its raw student, the scratch run's
+teacher (its exported backbone), and raw pixels; with each run's training wall-clock seconds.
+Prints a markdown table and writes distill.json / distill.md in --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from dinolab.config.loader import load_config
+from dinolab.eval.baselines import probe_scores, raw_pixel_features
+from dinolab.eval.features import extract_features
+from dinolab.models import build_backbone
+from dinolab.models.weights import load_state_dict_strict
+from dinolab.run_dir import CHECKPOINT, load_checkpoint, load_run_backbone
+from dinolab.train.distill import distill
+from dinolab.train.pretrain import pretrain
+
+CIFAR = {"data.mean": "[0.4914,0.4822,0.4465]", "data.std": "[0.247,0.243,0.261]"}
+QUIET = {"train.progress": "false", "train.loggers": "[]", "train.keep_checkpoints": "0"}
+
+
+def overrides(d: dict) -> list[str]:
+    return [f"{k}={v}" for k, v in d.items()]
+
+
+def class_subset(src: Path, dst: Path, per_class: int) -> Path:
+    """The first `per_class` images of every class folder of `src`, linked into `dst`."""
+    for folder in sorted(p for p in src.iterdir() if p.is_dir()):
+        (dst / folder.name).mkdir(parents=True, exist_ok=True)
+        for f in sorted(folder.iterdir())[:per_class]:
+            (dst / folder.name / f.name).symlink_to(f.resolve())
+    return dst
+
+
+def timed(fn, cfg) -> float:
+    t0 = time.perf_counter()
+    fn(cfg)
+    return round(time.perf_counter() - t0, 1)
+
+
+def raw_student(run: Path) -> torch.nn.Module:
+    """The distilled run's student backbone (not its EMA) from its checkpoint."""
+    _, cfg = load_run_backbone(run)
+    net = build_backbone(cfg.model)
+    prefix = "student.backbone."
+    state = load_checkpoint(run / CHECKPOINT)["model"]
+    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    load_state_dict_strict(net, weights, "the distilled student")
+    return net.eval()
+
+
+def evaluate(net: torch.nn.Module, data: Path, mean, std) -> dict:
+    kw = dict(image_size=32, mean=tuple(mean), std=tuple(std), progress=False, num_workers=0)
+    train = extract_features(net, data / "train", **kw)
+    test = extract_features(net, data / "test", **kw)
+    return probe_scores(train, test, k=20)
+
+
+def table(rows: dict) -> str:
+    lines = [
+        "| backbone | params | train s | 20-NN top-1 | linear top-1 |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | {r.get('params', '-')} | {r.get('train_s', '-')} | "
+            f"{r['knn_top1']:.2f} | {r['linear_top1']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--teacher", help="a finished cifar10_small_resnet run directory")
+    p.add_argument("--teacher-minutes", type=float, default=5.0)
+    p.add_argument("--data", default="/tmp/data/c10k", help="folder with train/ and test/")
+    p.add_argument("--epochs", type=int, default=3, help="epochs of each student run")
+    p.add_argument("--student-dim", type=int, default=128)
+    p.add_argument(
+        "--per-class", type=int, default=0, help="train on this many images per class (0: all)"
+    )
+    p.add_argument("--out", default="runs/bench_distill")
+    args = p.parse_args()
+    data, out = Path(args.data), Path(args.out)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    train = data / "train"
+    if args.per_class:
+        train = class_subset(train, out / "train_subset", args.per_class)
+    common = {**CIFAR, **QUIET, "data.path": str(train), "train.epochs": args.epochs}
+    result: dict = {"args": vars(args)}
+    teacher = Path(args.teacher) if args.teacher else out / "teacher"
+    if not args.teacher:
+        t = {**common, "out_dir": teacher, "train.time_budget": f"{args.teacher_minutes}min"}
+        result["teacher_train_s"] = timed(
+            pretrain, load_config("cifar10_small_resnet", overrides(t))
+        )
+    student = {"model.embed_dim": args.student_dim}
+    runs = {"distilled": out / "distilled", "scratch": out / "scratch"}
+    cfg = load_config("distill_cpu", overrides({**common, **student, "out_dir": runs["distilled"],
+                                                "distill.teacher": teacher}))  # fmt: skip
+    distilled_s = timed(distill, cfg)
+    cfg = load_config(
+        "cifar10_small_resnet", overrides({**common, **student, "out_dir": runs["scratch"]})
+    )
+    scratch_s = timed(pretrain, cfg)
+
+    nets = {
+        f"teacher (small_resnet E256, {teacher})": (load_run_backbone(teacher), None),
+        f"distilled student EMA (E{args.student_dim})": (
+            load_run_backbone(runs["distilled"]),
+            distilled_s,
+        ),
+        f"distilled raw student (E{args.student_dim})": (
+            (raw_student(runs["distilled"]), load_run_backbone(runs["distilled"])[1]),
+            distilled_s,
+        ),
+        f"scratch (E{args.student_dim}, teacher of its run)": (
+            load_run_backbone(runs["scratch"]),
+            scratch_s,
+        ),
+    }
+    rows: dict = {}
+    for name, ((net, run_cfg), seconds) in nets.items():
+        rows[name] = evaluate(net, data, run_cfg.data.mean, run_cfg.data.std)
+        rows[name]["params"] = f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f}M"
+        rows[name]["train_s"] = seconds
+        print(name, rows[name], flush=True)
+    pixels = (raw_pixel_features(data / "train"), raw_pixel_features(data / "test"))
+    rows["raw pixels"] = probe_scores(*pixels, k=20)
+    result["rows"] = rows
+    md = table(rows)
+    print(md)
+    (out / "distill.json").write_text(json.dumps(result, indent=2, default=str))
+    (out / "distill.md").write_text(md + "\n")
+
+
+if __name__ == "__main__":
+    main()
