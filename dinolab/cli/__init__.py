@@ -27,7 +27,8 @@ from dinolab.train.monitor import NonFiniteLossError
 log = logging.getLogger("dinolab")
 DESCRIPTION = (
     "DINO / DINOv2 self-supervised learning: pretrain a backbone on a folder of images "
-    "(pretrain; config prints its settings), evaluate it (eval), compute features (extract), "
+    "(pretrain; config prints its settings), distil a frozen teacher into a smaller student "
+    "(distill), evaluate it (eval), compute features (extract), "
     "convert it (export), load published checkpoints (hub) and draw what it learned (viz)."
 )
 USER_ERRORS = (
