@@ -41,6 +41,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         precision=rt.precision,
         num_workers=rt.num_workers,
         progress=rt.progress,
+        descriptor=args.descriptor,
     )
     report.pop("bad_examples")
     print(json.dumps(report, indent=1))
@@ -139,6 +140,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--image-size", type=int, default=0, help="default: the model's own")
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--chunk-size", type=int, default=4096, help="images between checkpoints")
+    e.add_argument("--descriptor", choices=["cls", "cls+gem"], default="cls",
+                   help="cls+gem: CLS and GeM of the patch tokens (copy detection)")  # fmt: skip
     add_runtime_args(e)
     e.set_defaults(func=cmd_embed)
 

@@ -35,6 +35,7 @@ from dinolab.curate.store import (
 from dinolab.data import ImageDataset, collate_labeled
 from dinolab.data.build import build_dataset
 from dinolab.eval.cache import backbone_fingerprint
+from dinolab.eval.descriptors import gem
 from dinolab.eval.features import backbone_tokens
 from dinolab.extract import check_image_size, image_transform
 from dinolab.hardware import autocast, resolve_precision
@@ -49,6 +50,21 @@ def image_paths(images: str | Path | Sequence[str]) -> list[str]:
     else:
         paths = [str(p) for p in images]
     return [str(Path(p).resolve()) for p in paths]
+
+
+DESCRIPTORS = ("cls", "cls+gem")
+
+
+def describe(model: nn.Module, images: torch.Tensor, descriptor: str = "cls") -> torch.Tensor:
+    """CLS rows, or CLS + GeM (p = 4) of the patch tokens: more instance-specific, as DINO's
+    copy detection uses them."""
+    if descriptor == "cls":
+        return backbone_tokens(model, images)
+    if not hasattr(model, "forward_features"):
+        raise ValueError(f"{type(model).__name__} gives no patch tokens: use --descriptor cls.")
+    out = model.forward_features(images)
+    patches = out["x_norm_patchtokens"].float()
+    return torch.cat([out["x_norm_clstoken"].float(), gem(patches)], dim=1)
 
 
 def file_hash(path: str) -> bytes:
@@ -98,9 +114,12 @@ def embed_images(
     precision: str = "auto",
     num_workers: int = 0,
     progress: bool = True,
+    descriptor: str = "cls",
 ) -> dict:
     """Embed every image into the store `out_dir` (resuming a matching one); the report."""
     start_time = time.perf_counter()
+    if descriptor not in DESCRIPTORS:
+        raise ValueError(f"Unknown descriptor '{descriptor}': use {' or '.join(DESCRIPTORS)}.")
     out = Path(out_dir)
     paths = image_paths(images)
     device = torch.device(device)
@@ -115,10 +134,11 @@ def embed_images(
         "crop": crop,
         "resize_ratio": resize_ratio,
         "precision": precision,
+        "descriptor": descriptor,
     }
     probe = torch.zeros(1, 3, image_size, image_size, device=device)
     with autocast(device, precision):
-        dim = backbone_tokens(model, probe).shape[1]
+        dim = describe(model, probe, descriptor).shape[1]
     state = _open_store(out, paths, settings, dim)
     resumed_at = state["done"]
     if resumed_at:
@@ -143,7 +163,7 @@ def embed_images(
             bad += batch["skipped"]
             if batch["num_images"]:
                 with autocast(device, precision):
-                    feats = backbone_tokens(model, batch["images"].to(device))
+                    feats = describe(model, batch["images"].to(device), descriptor)
                 rows = batch["indices"].numpy()
                 emb[rows] = F.normalize(feats.float(), dim=1).cpu().numpy()
                 valid[rows] = True

@@ -21,6 +21,9 @@ def test_curate_pipeline_ends_in_a_list_pretrain_reads(capsys, tmp_path, run_dir
         argv = ["curate", "embed", str(run_dir), str(images), "--out", str(tmp_path / out)]
         assert main([*argv, "--chunk-size", "10", *common]) == 0
     assert _report(tmp_path / "emb")["embedded"] == 25
+    argv = ["curate", "embed", str(run_dir), str(seeds), "--out", str(tmp_path / "gem")]
+    assert main([*argv, "--descriptor", "cls+gem", *common]) == 0
+    assert _report(tmp_path / "gem")["dim"] == 2 * _report(tmp_path / "emb")["dim"]
     steps = [
         ["dedup", str(tmp_path / "emb"), "--against", str(tmp_path / "emb_seeds"), "--k", "8",
          "--threshold", "0.9999", "--against-threshold", "0.9999"],  # a random tiny ViT
