@@ -58,6 +58,7 @@ class FinetuneConfig:
     # linear-then-full: the first head_epochs train the head alone (backbone frozen, its own
     # warm-up + cosine), then everything; the usual cure for small-data collapse
     head_epochs: int = 0
+    head_lr_mult: float = 1.0  # the head-only epochs' peak lr: lr x this (a lone head wants more)
     # -- run
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N

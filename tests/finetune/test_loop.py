@@ -26,6 +26,9 @@ def test_linear_then_full_schedule():
     assert len(lrs) == 12 and lrs.max() == pytest.approx(0.01)
     assert lrs[0] == 0.0 and lrs[4] == 0.0  # each phase warms up from zero
     assert lrs[3] > lrs[4] < lrs[7]
+    cfg.head_lr_mult = 10.0
+    lrs = lr_schedule(cfg, steps_per_epoch=4, effective_batch=256)
+    assert lrs[:4].max() == pytest.approx(0.1) and lrs[4:].max() == pytest.approx(0.01)
 
 
 def test_head_first_then_full_and_exact_resume(folders, tmp_path):
