@@ -26,6 +26,7 @@ from dinolab.eval import davis_data as data
 from dinolab.eval.cache import backbone_fingerprint, cache_key, files_fingerprint
 from dinolab.eval.davis_metrics import score_sequence, summarise
 from dinolab.eval.label_propagation import LabelPropagator, labels_from_soft
+from dinolab.eval.patch_features import patch_feature_map, patch_size_of
 from dinolab.eval.results import markdown_table, write_results
 from dinolab.hardware import autocast, resolve_precision
 
@@ -33,32 +34,17 @@ log = logging.getLogger("dinolab")
 FIGURE_FRAMES = 4
 
 
-def patch_size_of(backbone: nn.Module) -> int:
-    """The backbone's patch (or output stride); one sentence when it has none."""
-    patch = getattr(backbone, "patch_size", None)
-    patch = patch[0] if isinstance(patch, (tuple, list)) else patch
-    if not isinstance(patch, int) or not hasattr(backbone, "forward_features"):
-        raise ValueError(
-            f"{type(backbone).__name__} gives no patch-token grid: DAVIS label propagation needs "
-            "a ViT or a ResNet backbone from dinolab.load."
-        )
-    return patch
-
-
 @torch.no_grad()
 def frame_features(
     backbone: nn.Module, frame: torch.Tensor, patch: int, device: torch.device, precision: str
 ) -> torch.Tensor:
-    """Last-block patch tokens after the final norm, [h, w, D] float32, of one [3, H, W] frame."""
-    h, w = frame.shape[1] // patch, frame.shape[2] // patch
+    """Last-block patch tokens after the final norm, [h, w, D] float32, of one [3, H, W] frame
+    (`patch_feature_map`; `patch` must be the backbone's, as `patch_size_of` gives it)."""
     with autocast(device, precision):
-        tokens = backbone.forward_features(frame[None].to(device))["x_norm_patchtokens"]
-    if tokens.shape[1] != h * w:
-        raise ValueError(
-            f"{type(backbone).__name__} gave {tokens.shape[1]} patch tokens for a {h}x{w} grid "
-            f"({frame.shape[1]}x{frame.shape[2]} px, patch {patch})."
-        )
-    return tokens[0].float().reshape(h, w, -1)
+        fmap = patch_feature_map(backbone, frame[None].to(device))
+    if fmap.shape[-2:] != (frame.shape[1] // patch, frame.shape[2] // patch):
+        raise ValueError(f"patch {patch} is not the backbone's ({patch_size_of(backbone)}).")
+    return fmap[0].permute(1, 2, 0).contiguous()
 
 
 def _cached_features(backbone, frames, size_hw, patch, mean, std, device, precision, cache_dir):

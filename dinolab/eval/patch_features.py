@@ -75,10 +75,12 @@ def patch_feature_map(
             pairs = [(fmap, fmap.mean(dim=(2, 3)))]
         else:
             out = backbone.forward_features(images)
-            pairs = [(_grid(out["x_norm_patchtokens"], h, w, what), out["x_norm_clstoken"])]
+            pairs = [(_grid(out["x_norm_patchtokens"], h, w, what), out.get("x_norm_clstoken"))]
     parts = []
     for fmap, cls in pairs:
         parts.append(fmap.float())
         if with_cls:
+            if cls is None:
+                raise ValueError(f"{what} gives no CLS token to put beside its patches.")
             parts.append(cls.float()[:, :, None, None].expand(-1, -1, *fmap.shape[-2:]))
     return torch.cat(parts, dim=1)

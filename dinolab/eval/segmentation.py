@@ -106,17 +106,16 @@ def run_segmentation(
     train_pairs, val_pairs = data.segmentation_pairs(train_root), data.segmentation_pairs(val_root)
     n_classes = data.count_classes(train_pairs)
     classes = data.class_names([train_root, val_root], n_classes)
-    common = dict(size=size, blocks=blocks, window=crop if mode == "ms" else 0,
-                  mean=mean, std=std, device=device, precision=precision,
-                  cache_dir=cache_dir, progress=progress)  # fmt: skip
+    common = dict(size=size, blocks=blocks, mean=mean, std=std, device=device,
+                  precision=precision, cache_dir=cache_dir, progress=progress)  # fmt: skip
     t0 = time.perf_counter()
     train_feats = extract_dense_features(
         backbone, [p for p, _ in train_pairs], scales=train_scales, flips=(False, True), **common
     )
     eval_scales, eval_flips = ((1.0,), (False,)) if mode == "lin" else (MS_SCALES, (False, True))
-    val_feats = extract_dense_features(
-        backbone, [p for p, _ in val_pairs], scales=eval_scales, flips=eval_flips, **common
-    )
+    val_feats = extract_dense_features(backbone, [p for p, _ in val_pairs], scales=eval_scales,
+                                       flips=eval_flips, window=crop if mode == "ms" else 0,
+                                       **common)  # fmt: skip
     t_features = time.perf_counter() - t0
 
     masks = [data.read_mask(m, data.read_image(i).shape[:2], n_classes) for i, m in train_pairs]

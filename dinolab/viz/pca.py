@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dinolab.eval.patch_features import patch_feature_map
 from dinolab.hardware import autocast
 from dinolab.models.vision_transformer import VisionTransformer
 from dinolab.viz.images import (
@@ -51,12 +52,9 @@ def patch_features(model: nn.Module, pixels: torch.Tensor, block: int = -1) -> t
     """Patch features [h, w, D] of one image [1, 3, H, W]: a ViT's final-normed tokens after
     `block`, or a convolutional backbone's last feature map (`block` must be -1 there)."""
     backbone = as_patch_model(model)
-    if not isinstance(backbone, VisionTransformer):
-        if block != -1:
-            raise ValueError("block selects a ViT block; a convolutional backbone has only -1.")
-        return backbone.feature_map(pixels)[0].permute(1, 2, 0).float().cpu()
-    (tokens,) = backbone.get_intermediate_layers(pixels, [block], reshape=True)
-    return tokens[0].permute(1, 2, 0).float().cpu()
+    if not isinstance(backbone, VisionTransformer) and block != -1:
+        raise ValueError("block selects a ViT block; a convolutional backbone has only -1.")
+    return patch_feature_map(backbone, pixels, [block])[0].permute(1, 2, 0).cpu()
 
 
 def _project(x: torch.Tensor, k: int) -> torch.Tensor:
