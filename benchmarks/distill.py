@@ -31,7 +31,7 @@ from dinolab.eval.features import extract_features
 from dinolab.models import build_backbone
 from dinolab.models.weights import load_state_dict_strict
 from dinolab.run_dir import CHECKPOINT, load_checkpoint, load_run_backbone
-from dinolab.train.distill import distill
+from dinolab.train.distill_run import distill
 from dinolab.train.pretrain import pretrain
 
 CIFAR = {"data.mean": "[0.4914,0.4822,0.4465]", "data.std": "[0.247,0.243,0.261]"}
@@ -68,10 +68,10 @@ def raw_student(run: Path) -> torch.nn.Module:
     return net.eval()
 
 
-def evaluate(net: torch.nn.Module, data: Path, mean, std) -> dict:
+def evaluate(net: torch.nn.Module, train_root: Path, test_root: Path, mean, std) -> dict:
     kw = dict(image_size=32, mean=tuple(mean), std=tuple(std), progress=False, num_workers=0)
-    train = extract_features(net, data / "train", **kw)
-    test = extract_features(net, data / "test", **kw)
+    train = extract_features(net, train_root, **kw)
+    test = extract_features(net, test_root, **kw)
     return probe_scores(train, test, k=20)
 
 
@@ -97,6 +97,9 @@ def main() -> None:
     p.add_argument("--student-dim", type=int, default=128)
     p.add_argument(
         "--per-class", type=int, default=0, help="train on this many images per class (0: all)"
+    )
+    p.add_argument(
+        "--eval-per-class", type=int, default=0, help="k-NN / probe memory bank per class (0: all)"
     )
     p.add_argument("--out", default="runs/bench_distill")
     args = p.parse_args()
@@ -139,13 +142,16 @@ def main() -> None:
             scratch_s,
         ),
     }
+    bank = data / "train"
+    if args.eval_per_class:
+        bank = class_subset(bank, out / "eval_train", args.eval_per_class)
     rows: dict = {}
     for name, ((net, run_cfg), seconds) in nets.items():
-        rows[name] = evaluate(net, data, run_cfg.data.mean, run_cfg.data.std)
+        rows[name] = evaluate(net, bank, data / "test", run_cfg.data.mean, run_cfg.data.std)
         rows[name]["params"] = f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f}M"
         rows[name]["train_s"] = seconds
         print(name, rows[name], flush=True)
-    pixels = (raw_pixel_features(data / "train"), raw_pixel_features(data / "test"))
+    pixels = (raw_pixel_features(bank), raw_pixel_features(data / "test"))
     rows["raw pixels"] = probe_scores(*pixels, k=20)
     result["rows"] = rows
     md = table(rows)

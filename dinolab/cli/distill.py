@@ -13,7 +13,8 @@ from dinolab.config.loader import ConfigError, list_presets, load_config, load_s
 
 def cmd_distill(args: argparse.Namespace) -> int:
     from dinolab.distributed import is_main_process
-    from dinolab.train.distill import distill, prepare_distill_config
+    from dinolab.train.distill import prepare_distill_config
+    from dinolab.train.distill_run import distill
 
     paths, overrides = _split_overrides(args.items)
     overrides += runtime_overrides(args)

@@ -1,4 +1,5 @@
-"""`dinolab distill`: a pretraining run whose meta-architecture learns from a frozen teacher.
+"""`dinolab distill`: a pretraining run whose meta-architecture learns from a frozen teacher
+(`distill_run.distill` runs it).
 
 The seam is `train.build.build_meta_arch`: with `distill.teacher` set it builds a
 `DistillMetaArch` (recipe) or `FeatureDistillMetaArch` (feature) instead of DINO / DINOv2, and
@@ -113,11 +114,3 @@ def build_distill_meta_arch(cfg: Config, init_weights: bool = True) -> nn.Module
     if init_weights and cfg.model.init:
         init_backbones(meta, cfg.model.init)
     return meta
-
-
-def distill(cfg: Config, resume: bool = False) -> dict:
-    """Distil `distill.teacher` into `model.*` in `cfg.out_dir` (or continue); the summary."""
-    from dinolab.train.pretrain import pretrain
-
-    prepare_distill_config(cfg)
-    return pretrain(cfg, resume=resume)

@@ -114,7 +114,8 @@ def renormalisation(student: Config, mean, std) -> tuple[Tensor, Tensor] | None:
 
 def load_recipe_teacher(spec: str, student: Config) -> tuple[FrozenTeacher, Config]:
     """A run directory's EMA teacher network with its heads, and the run's config."""
-    from dinolab.train.build import build_meta_arch  # the teacher run's own meta-architecture
+    from dinolab.train.meta_arch import DINOMetaArch
+    from dinolab.train.meta_arch_dinov2 import DINOv2MetaArch
 
     run = Path(spec).expanduser()
     if not is_run_with_checkpoint(spec):
@@ -130,8 +131,10 @@ def load_recipe_teacher(spec: str, student: Config) -> tuple[FrozenTeacher, Conf
             f"'{run / CHECKPOINT}' was saved sharded (FSDP): recipe distillation reads a "
             "whole checkpoint; use distill.mode=feature with its teacher_backbone.safetensors."
         )
+    # The run's own meta-architecture, told by its checkpoint: DINOv2 heads sit under head.dino
+    dinov2 = any(k.startswith("teacher.head.dino.") for k in state["model"])
     with torch.random.fork_rng(devices=[]):  # building the teacher must not shift the run's RNG
-        meta = build_meta_arch(tcfg, init_weights=False)
+        meta = DINOv2MetaArch(tcfg) if dinov2 else DINOMetaArch(tcfg)
     net = meta.teacher
     prefix = "teacher."
     weights = {k[len(prefix) :]: v for k, v in state["model"].items() if k.startswith(prefix)}

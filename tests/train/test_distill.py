@@ -14,7 +14,8 @@ from dinolab.cli import main
 from dinolab.models.layers.drop_path import DropPath
 from dinolab.run_dir import load_run_backbone
 from dinolab.train.checkpoint import load_checkpoint
-from dinolab.train.distill import distill, prepare_distill_config
+from dinolab.train.distill import prepare_distill_config
+from dinolab.train.distill_run import distill
 from dinolab.train.interrupt import TrainingInterrupted
 from dinolab.train.schedules import cosine_schedule
 from dinolab.train.trainer import Trainer

@@ -6,7 +6,7 @@ import torch
 
 from dinolab.config.loader import load_config
 from dinolab.train.checkpoint import load_checkpoint
-from dinolab.train.distill import distill
+from dinolab.train.distill_run import distill
 from dinolab.train.monitor import read_metrics
 
 from .conftest import make_images

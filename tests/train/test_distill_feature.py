@@ -8,7 +8,7 @@ from dinolab.models import build_backbone
 from dinolab.models.weights import load_backbone, save_backbone
 from dinolab.run_dir import load_run_backbone, read_metrics
 from dinolab.train.checkpoint import load_checkpoint
-from dinolab.train.distill import distill
+from dinolab.train.distill_run import distill
 
 from .conftest import make_images, tiny_overrides
 
