@@ -89,8 +89,8 @@ class DenseFeatures:
 
     def get(self, index: int, scale: int = 0, flip: bool = False) -> torch.Tensor:
         m = self.maps[(index, scale, flip)]
-        if isinstance(m, Path):
-            m = torch.from_numpy(np.load(m, mmap_mode="c"))
+        if isinstance(m, Path):  # mapped once, then kept (the OS pages it in as read)
+            m = self.maps[(index, scale, flip)] = torch.from_numpy(np.load(m, mmap_mode="c"))
         return m
 
     @property
