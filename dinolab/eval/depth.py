@@ -1,12 +1,13 @@
 """`dinolab eval depth`: linear monocular depth on frozen patch features (DINOv2's lin.1 / lin.4).
 
 lin.1: last-block patch tokens with the CLS token concatenated to each; lin.4: the same from 4
-evenly spaced blocks (a ViT; other backbones have one map). Features are upsampled x4
-bilinearly, then BatchNorm -> 1x1 conv to 256 bins spaced uniformly over [min, max] depth;
-probabilities (relu(logits) + 0.1) / sum, depth = sum p x bin centre, upsampled to the ground
-truth. Loss: scale-invariant log, sqrt(Var(g) + 0.15 mean(g)^2), g = log pred - log gt on valid
-pixels (only the mean term for the first 100 steps); AdamW lr 3e-4, warm-up + cosine.
-OUT gets depth.json / .md (RMSE, abs_rel, sq_rel, RMSE_log, log10, delta < 1.25^k), depth.png.
+evenly spaced blocks (a ViT; other backbones have one map). BatchNorm -> 1x1 conv to 256 bins
+spaced uniformly over [min, max] depth, upsampled x4 bilinearly (the same as upsampling the
+features first, see the head); probabilities (relu(logits) + 0.1) / sum, depth = sum p x bin
+centre, upsampled to the ground truth. Loss: scale-invariant log, sqrt(Var(g) + 0.15 mean(g)^2),
+g = log pred - log gt on valid pixels (only the mean term for the first 100 steps); AdamW lr
+3e-4, warm-up + cosine. OUT gets depth.json / .md (RMSE, abs_rel, sq_rel, RMSE_log, log10,
+delta < 1.25^k) and depth.png.
 """
 
 from __future__ import annotations
@@ -48,9 +49,14 @@ class LinearDepthHead(nn.Module):
         self.register_buffer("centres", torch.linspace(min_depth, max_depth, bins))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 1, 4h, 4w] depth in metres of [B, C, h, w] features."""
-        x = upsample(x, (4 * x.shape[-2], 4 * x.shape[-1]))
-        probs = bin_probabilities(self.conv(self.bn(x)))
+        """[B, 1, 4h, 4w] depth in metres of [B, C, h, w] features.
+
+        BN and the 1x1 conv run before the x4 upsampling, on 16x fewer cells: both are affine
+        per cell and bilinear weights sum to 1, so at eval this equals upsampling the features
+        first (DINOv2's order); in training only BN's batch statistics differ (slightly).
+        """
+        logits = self.conv(self.bn(x))
+        probs = bin_probabilities(upsample(logits, (4 * x.shape[-2], 4 * x.shape[-1])))
         return (probs * self.centres[None, :, None, None]).sum(dim=1, keepdim=True)
 
 

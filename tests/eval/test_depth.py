@@ -51,3 +51,15 @@ def test_features_that_encode_depth_give_rmse_near_0(tmp_path, mode):
 def test_bad_depth_range_is_one_sentence(tmp_path):
     with pytest.raises(ValueError, match="0 < min depth < max depth"):
         run_depth(PatchMean(), tmp_path, tmp_path, max_depth=0.0, mean=ZERO, std=ONE)
+
+
+def test_head_order_equals_upsampling_the_features_first_at_eval():
+    head = LinearDepthHead(8, 0.5, 10.0)
+    torch.nn.init.normal_(head.conv.weight, 0, 1.0)
+    head.bn.running_mean.normal_()
+    head.eval()
+    x = torch.randn(2, 8, 3, 5)
+    up = torch.nn.functional.interpolate(x, size=(12, 20), mode="bilinear", align_corners=False)
+    logits = head.conv(head.bn(up))
+    first = (bin_probabilities(logits) * head.centres[None, :, None, None]).sum(1, keepdim=True)
+    assert torch.allclose(head(x), first, atol=1e-4)
