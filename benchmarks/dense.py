@@ -35,6 +35,7 @@ from dinolab.eval.segmentation import run_segmentation  # noqa: E402
 from dinolab.models.resnet import FeatureMapBackbone  # noqa: E402
 
 BACKBONES = ("dinolab run", "random init", "raw RGB patches")
+TASKS = ("cut-paste", "davis fg/bg", "ray-cast", "motorcycle")
 
 
 class RawRGBPatches(FeatureMapBackbone):
@@ -84,6 +85,13 @@ def main() -> None:
         choices=list(BACKBONES),
         help="run only these (e.g. one per process); the table merges OUT/rows-*.json",
     )
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        default=list(TASKS),
+        choices=list(TASKS),
+        help="run only these; rows of earlier runs in OUT/rows-*.json are kept",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -105,7 +113,7 @@ def main() -> None:
     for name in args.backbones:
         model = models[name]()
         cache = out / "cache" / name.replace(" ", "_")
-        for task in ("cut-paste", "davis fg/bg"):
+        for task in [t for t in ("cut-paste", "davis fg/bg") if t in args.tasks]:
             for mode in seg_modes:
                 t0 = time.perf_counter()
                 where = out / "results" / name.replace(" ", "_") / f"{task[:5]}_{mode}"
@@ -118,7 +126,7 @@ def main() -> None:
                              "seconds": r["seconds"],
                              "wall": time.perf_counter() - t0})  # fmt: skip
                 print(rows[-1], flush=True)
-        for task in ("ray-cast", "motorcycle"):
+        for task in [t for t in ("ray-cast", "motorcycle") if t in args.tasks]:
             for mode in depth_modes:
                 t0 = time.perf_counter()
                 where = out / "results" / name.replace(" ", "_") / f"{task[:5]}_{mode}"
@@ -130,8 +138,12 @@ def main() -> None:
                              "seconds": r["seconds"],
                              "wall": time.perf_counter() - t0})  # fmt: skip
                 print(rows[-1], flush=True)
-        mine = [r for r in rows if r["backbone"] == name]
-        (out / f"rows-{name.replace(' ', '_')}.json").write_text(json.dumps(mine, indent=1))
+        path = out / f"rows-{name.replace(' ', '_')}.json"
+        new = [r for r in rows if r["backbone"] == name]
+        done = {(r["task"], r["mode"]) for r in new}
+        old = json.loads(path.read_text()) if path.is_file() else []
+        kept = [r for r in old if (r["task"], r["mode"]) not in done]
+        path.write_text(json.dumps(kept + new, indent=1))
     merged = [r for b in BACKBONES for f in out.glob(f"rows-{b.replace(' ', '_')}.json")
               for r in json.loads(f.read_text())]  # fmt: skip
     text = table(sorted(merged, key=lambda r: (r["task"], r["mode"])), args)
