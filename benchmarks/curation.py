@@ -149,11 +149,8 @@ def bench_balance(resolved, data: Path, scale: float, target: int, out: Path) ->
         paths += files
         labels += [c] * len(files)
     x, emb_paths, report = embed(resolved, paths, out / "emb_longtail")
-    lab = (
-        np.array(labels)[[paths.index(p) for p in emb_paths]]
-        if emb_paths != paths
-        else np.array(labels)
-    )
+    label_of = {str(Path(p).resolve()): c for p, c in zip(paths, labels, strict=True)}
+    lab = np.array([label_of[p] for p in emb_paths])  # the store holds resolved paths
     results = {"pool_sizes": sizes, "pool": class_scores(lab), "target": target, "embed": report}
     rand = [class_scores(lab[np.random.default_rng(s).choice(len(lab), target, replace=False)])
             for s in range(5)]  # fmt: skip
