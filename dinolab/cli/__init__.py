@@ -29,7 +29,8 @@ DESCRIPTION = (
     "DINO / DINOv2 self-supervised learning: pretrain a backbone on a folder of images "
     "(pretrain; config prints its settings), distil a frozen teacher into a smaller student "
     "(distill), evaluate it (eval), compute features (extract), "
-    "convert it (export), load published checkpoints (hub) and draw what it learned (viz)."
+    "convert it (export), load published checkpoints (hub), draw what it learned (viz) and "
+    "curate a big image folder into a balanced, deduplicated list (curate)."
 )
 USER_ERRORS = (
     ConfigError,

@@ -11,6 +11,7 @@ def test_the_top_level_description_names_every_command():
     assert set(sub.choices) == {
         "pretrain",
         "config",
+        "curate",
         "distill",
         "eval",
         "extract",
