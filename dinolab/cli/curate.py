@@ -138,7 +138,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("images", help="image folder (recursive) or .txt list of image paths")
     e.add_argument("--out", required=True, help="embedding folder (resumes a matching one)")
     e.add_argument("--image-size", type=int, default=0, help="default: the model's own")
-    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     e.add_argument("--chunk-size", type=int, default=4096, help="images between checkpoints")
     e.add_argument("--descriptor", choices=["cls", "cls+gem"], default="cls",
                    help="cls+gem: CLS and GeM of the patch tokens (copy detection)")  # fmt: skip
@@ -153,7 +153,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--against-threshold", type=float, default=0.45, help="cosine vs eval sets")
     d.add_argument("--center", action="store_true",
                    help="subtract the pool's mean embedding first (weak models)")  # fmt: skip
-    d.add_argument("--chunk-size", type=int, default=4096)
+    d.add_argument("--chunk-size", type=int, default=4096, help="k-NN queries per saved chunk")
     d.add_argument("--backend", **backend)
     _common(d, "stage folder (list.txt, report.json, duplicate_groups.png)")
     d.set_defaults(func=cmd_dedup)
@@ -163,18 +163,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--levels", type=_levels, required=True, help="clusters per level: 1000,100")
     k.add_argument("--resample", type=int, default=10, help="resampling rounds per level")
     k.add_argument("--sample-size", type=int, default=10, help="points per cluster when resampling")
-    k.add_argument("--iterations", type=int, default=20)
-    k.add_argument("--restarts", type=int, default=3)
-    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--iterations", type=int, default=20, help="Lloyd iterations per fit")
+    k.add_argument("--restarts", type=int, default=3, help="k-means++ restarts, best kept")
+    k.add_argument("--seed", type=int, default=0, help="random seed of the seeding")
     _common(k, "cluster folder")
     k.set_defaults(func=cmd_cluster)
 
     s = steps.add_parser("sample", help="balanced top-down sampling of a cluster folder")
     s.add_argument("clusters", help="a `curate cluster` folder")
     s.add_argument("--target", type=int, required=True, help="images to sample")
-    s.add_argument("--strategy", choices=["random", "closest"], default="random")
+    s.add_argument("--strategy", choices=["random", "closest"], default="random",
+                   help="per level-1 cluster: random, or nearest its centroid")  # fmt: skip
     s.add_argument("--multiplier", type=float, default=1.0, help="> 1: small clusters repeat")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="random seed of the picks")
     _common(s, "stage folder (list.txt for `dinolab pretrain`)")
     s.set_defaults(func=cmd_sample)
 
