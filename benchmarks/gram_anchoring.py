@@ -7,7 +7,9 @@
 Two runs of the `cifar10_small_resnet` CPU recipe from the same seed on the first `--images`
 images of `<data>/train`: without Gram anchoring, and with it from the middle of the run
 (`gram.start_iteration` = half the steps, `gram.weight`, the Gram teacher refreshed every
-`--refresh-epochs`); the two are identical up to that step. Each final teacher is scored by
+`--refresh-epochs`). Before that step the two differ only in how the first epoch's prototypes
+are frozen (Gram runs use the DINOv2 meta-architecture: lr 0, not dropped gradients). Each
+final teacher is scored by
 DAVIS label propagation (`dinolab.eval.davis.run_davis`, the ResNet's last feature map as
 patches) on `--sequences` at `--size` px and by the weighted 20-NN of `teacher_variants.py`.
 Writes gram_anchoring.{json,md} in --out. DINOv3's claim is about long runs of large ViTs,
