@@ -77,7 +77,7 @@ def main() -> None:
     base = load_finetune_config(args.preset, args.items)
     results = {}
     for name, extra in arms(args.epochs, args.probe_lr_mult, base.lr).items():
-        if args.only and not any(name.startswith(o) for o in args.only):
+        if args.only and not any(o in name for o in args.only):
             continue
         run = out / name.replace(" ", "_")
         overrides = [
