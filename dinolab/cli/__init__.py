@@ -28,7 +28,8 @@ log = logging.getLogger("dinolab")
 DESCRIPTION = (
     "DINO / DINOv2 self-supervised learning: pretrain a backbone on a folder of images "
     "(pretrain; config prints its settings), distil a frozen teacher into a smaller student "
-    "(distill), evaluate it (eval), compute features (extract), "
+    "(distill), evaluate it (eval), fine-tune it into a classifier (finetune) and label images "
+    "with that classifier (predict), compute features (extract), "
     "convert it (export), load published checkpoints (hub), draw what it learned (viz) and "
     "curate a big image folder into a balanced, deduplicated list (curate)."
 )

@@ -16,6 +16,8 @@ def test_the_top_level_description_names_every_command():
         "eval",
         "extract",
         "export",
+        "finetune",
+        "predict",
         "hub",
         "viz",
     }
