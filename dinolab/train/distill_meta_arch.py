@@ -21,7 +21,6 @@ import torch
 from torch import Tensor
 
 from dinolab.config.schema import Config
-from dinolab.losses import koleo_loss
 from dinolab.losses.feature_distill import resize_patch_grid, square_grid
 from dinolab.train.distill_teacher import FrozenTeacher
 from dinolab.train.meta_arch_dinov2 import DINOv2MetaArch
@@ -82,19 +81,9 @@ class DistillMetaArch(DINOv2MetaArch):
             s_patch = resize_patch_grid(s[0]["x_norm_patchtokens"], grid).flatten(0, 1)[idx]
         s_dino, s_ibot = self.student.heads(s_cls, s_patch)
 
-        dino = self.dino_loss(s_dino, t_dino, teacher_temp, n_global=2)
-        w = self.cfg
-        total = w.loss.dino_weight * dino["loss"]
-        out = {k: v for k, v in dino.items() if k != "loss"}
-        out["dino_loss"] = dino["loss"].detach()
-        if w.loss.koleo_weight > 0:
-            koleo = sum(koleo_loss(c) for c in s_cls[: g.shape[0]].chunk(2))
-            total = total + w.loss.koleo_weight * koleo
-            out["koleo_loss"] = koleo.detach()
+        total, out = self._dino_and_koleo(s_dino, t_dino, s_cls[: g.shape[0]], teacher_temp)
         if positions is not None:
-            ibot = self.ibot_loss(s_ibot, t_ibot, positions, teacher_temp)
-            total = total + w.ibot.weight * ibot["loss"]
-            out["ibot_loss"] = ibot["loss"].detach()
-            out["ibot_teacher_entropy"] = ibot["ibot_teacher_entropy"]
+            # the positions are sampled, not masked: no masked fraction to monitor
+            total, _ = self._add_ibot(total, out, s_ibot, t_ibot, positions, teacher_temp)
         out["loss"] = total
         return out

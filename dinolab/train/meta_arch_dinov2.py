@@ -112,15 +112,7 @@ class DINOv2MetaArch(StudentTeacher):
         s_patch = _gather(s[0]["x_norm_patchtokens"], masked)
         s_dino, s_ibot = self.student.heads(s_cls, s_patch)
 
-        dino = self.dino_loss(s_dino, t_dino, teacher_temp, n_global=2)
-        w = self.cfg
-        total = w.loss.dino_weight * dino["loss"]
-        out = {k: v for k, v in dino.items() if k != "loss"}
-        out["dino_loss"] = dino["loss"].detach()
-        if w.loss.koleo_weight > 0:
-            koleo = sum(koleo_loss(c) for c in s_cls[: g.shape[0]].chunk(2))
-            total = total + w.loss.koleo_weight * koleo
-            out["koleo_loss"] = koleo.detach()
+        total, out = self._dino_and_koleo(s_dino, t_dino, s_cls[: g.shape[0]], teacher_temp)
         gram = self.gram_anchor
         if gram is not None and gram.weight_now > 0:
             patch = self.student.backbone.patch_size
@@ -130,13 +122,33 @@ class DINOv2MetaArch(StudentTeacher):
             total = total + gram.weight_now * g_loss
             out["gram_loss"] = g_loss.detach()
         if masks is not None:
-            ibot = self.ibot_loss(s_ibot, t_ibot, masks, teacher_temp)
-            total = total + w.ibot.weight * ibot["loss"]
-            out["ibot_loss"] = ibot["loss"].detach()
-            out["ibot_teacher_entropy"] = ibot["ibot_teacher_entropy"]
-            out["masked_fraction"] = ibot["masked_fraction"]
+            total, masked_fraction = self._add_ibot(total, out, s_ibot, t_ibot, masks, teacher_temp)
+            out["masked_fraction"] = masked_fraction
         out["loss"] = total
         return out
+
+    def _dino_and_koleo(
+        self, s_dino: Tensor, t_dino: Tensor, s_global_cls: Tensor, teacher_temp: float
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The weighted DINO loss (+ KoLeo on each global crop's CLS) and its monitors."""
+        dino = self.dino_loss(s_dino, t_dino, teacher_temp, n_global=2)
+        total = self.cfg.loss.dino_weight * dino["loss"]
+        out = {k: v for k, v in dino.items() if k != "loss"}
+        out["dino_loss"] = dino["loss"].detach()
+        if self.cfg.loss.koleo_weight > 0:
+            koleo = sum(koleo_loss(c) for c in s_global_cls.chunk(2))
+            total = total + self.cfg.loss.koleo_weight * koleo
+            out["koleo_loss"] = koleo.detach()
+        return total, out
+
+    def _add_ibot(
+        self, total: Tensor, out: dict, s_ibot: Tensor, t_ibot: Tensor, masks: Tensor, temp: float
+    ) -> tuple[Tensor, Tensor]:
+        """`total` + the weighted iBOT loss (monitors into `out`), and the masked fraction."""
+        ibot = self.ibot_loss(s_ibot, t_ibot, masks, temp)
+        out["ibot_loss"] = ibot["loss"].detach()
+        out["ibot_teacher_entropy"] = ibot["ibot_teacher_entropy"]
+        return total + self.cfg.ibot.weight * ibot["loss"], ibot["masked_fraction"]
 
 
 def _batch_masks(batch: dict, n_crops: int, backbone: nn.Module) -> Tensor:
