@@ -93,10 +93,33 @@ def export_onnx(
         dims[3] = patch * torch.export.Dim("grid_w", min=1, max=4096 // patch)
     else:
         log.info("ONNX export for %dx%d inputs only (the '+0.1' resampling rule).", h, w)
-    x = torch.randn(2, 3, h, w)
+    return write_onnx(
+        OnnxBackbone(backbone),
+        torch.randn(2, 3, h, w),
+        out,
+        ["cls", "patch_tokens"],
+        dims,
+        {METADATA_KEY: preprocessing.to_json()},
+        opset=opset,
+        check=check,
+    )
+
+
+def write_onnx(
+    wrapper: nn.Module,
+    x: torch.Tensor,
+    out: str | Path,
+    output_names: list[str],
+    dims: dict[int, object],
+    metadata: dict[str, str],
+    opset: int | None = None,
+    check: bool = True,
+) -> Path:
+    """Export `wrapper` (input `pixel_values` like `x`, dynamic `dims`) to `out` with the
+    exporter's logs quiet, add `metadata`, and with `check` compare onnxruntime with PyTorch."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = OnnxBackbone(backbone)
+    opset_arg = {} if opset is None else {"opset_version": opset}
     with warnings.catch_warnings(), torch.no_grad(), quiet_exporter_logs():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -105,13 +128,13 @@ def export_onnx(
             str(out),
             dynamo=True,
             input_names=["pixel_values"],
-            output_names=["cls", "patch_tokens"],
+            output_names=output_names,
             dynamic_shapes={"pixel_values": dims},
-            opset_version=opset,
             external_data=False,
             verbose=False,
+            **opset_arg,
         )
-    _add_metadata(out, {METADATA_KEY: preprocessing.to_json()})
+    _add_metadata(out, metadata)
     if check:
         check_onnx(wrapper, out, x)
     return out

@@ -8,13 +8,12 @@ class names (JSON, label order) are in the metadata under `classes`.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from dinolab.exporters.onnx import _add_metadata, check_onnx, quiet_exporter_logs
+from dinolab.exporters.onnx import write_onnx
 from dinolab.extras import require
 from dinolab.finetune.classifier import load_classifier
 from dinolab.models.preprocessing import METADATA_KEY
@@ -36,25 +35,9 @@ def export_classifier_onnx(classifier_file: str | Path, out: str | Path) -> Path
         require(module, "onnx", "onnx=true")
     model, spec = load_classifier(classifier_file)
     size = spec.input_preprocessing().image_size
-    wrapper = _OnnxClassifier(model).eval()
-    x = torch.randn(2, 3, size, size)
-    out = Path(out)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    with warnings.catch_warnings(), torch.no_grad(), quiet_exporter_logs():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            wrapper,
-            (x,),
-            str(out),
-            dynamo=True,
-            input_names=["pixel_values"],
-            output_names=["logits", "probabilities"],
-            dynamic_shapes={"pixel_values": {0: batch}},
-            external_data=False,
-            verbose=False,
-        )
-    _add_metadata(
-        out, {METADATA_KEY: json.dumps(spec.preprocessing), "classes": json.dumps(spec.classes)}
+    metadata = {METADATA_KEY: json.dumps(spec.preprocessing), "classes": json.dumps(spec.classes)}
+    x = torch.randn(2, 3, size, size)
+    return write_onnx(
+        _OnnxClassifier(model).eval(), x, out, ["logits", "probabilities"], {0: batch}, metadata
     )
-    check_onnx(wrapper, out, x)
-    return out
