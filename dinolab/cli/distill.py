@@ -4,11 +4,10 @@ trains a student (`dinolab.train.distill`); `--resume RUN_DIR | auto` as for pre
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from dinolab.cli.options import add_runtime_args
-from dinolab.cli.pretrain import _as_dict, _print_summary, _split_overrides, runtime_overrides
-from dinolab.config.loader import ConfigError, list_presets, load_config, load_saved_config
+from dinolab.cli.pretrain import _print_summary, run_config
+from dinolab.config.loader import list_presets
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
@@ -16,31 +15,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from dinolab.train.distill import prepare_distill_config
     from dinolab.train.distill_run import distill
 
-    paths, overrides = _split_overrides(args.items)
-    overrides += runtime_overrides(args)
-    if args.teacher:
-        overrides.append(f"distill.teacher={args.teacher}")
-    if len(paths) > 1:
-        raise ConfigError(f"Expected one image folder, got {paths}: overrides need key=value.")
-    if args.resume and args.resume != "auto":
-        run_dir = Path(args.resume)
-        saved = run_dir / "config.yaml"
-        if not saved.is_file():
-            raise FileNotFoundError(
-                f"Run directory '{run_dir}' has no config.yaml to resume from: check the path."
-            )
-        base = _as_dict(load_saved_config(saved))
-        cfg = load_config(base=base, overrides=overrides + [f"out_dir={run_dir}"])
-        resume = True
-    else:
-        cfg = load_config(args.preset, overrides)
-        if paths:
-            cfg.data.path = paths[0]
-        resume = False
-        if args.resume == "auto":  # the saved run's config, resolved the same way, or a new run
-            from dinolab.train.resume import should_resume
-
-            resume = should_resume(prepare_distill_config(cfg))
+    extra = [f"distill.teacher={args.teacher}"] if args.teacher else []
+    cfg, resume = run_config(args, extra, prepare=prepare_distill_config)
     summary = distill(cfg, resume=resume)
     if is_main_process():
         _print_summary(summary)

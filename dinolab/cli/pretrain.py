@@ -29,22 +29,17 @@ def runtime_overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def cmd_pretrain(args: argparse.Namespace) -> int:
-    from dinolab.distributed import is_main_process
-    from dinolab.train.pretrain import pretrain
+def run_config(args: argparse.Namespace, extra: list[str] = (), prepare=None) -> tuple:
+    """(config, resume) of a training command from its words, flags and `--resume`.
 
+    `extra` overrides come after the user's; `prepare` resolves a config the way the command's
+    run does before `--resume auto` compares it with the saved one (pretraining: as it is).
+    """
     paths, overrides = _split_overrides(args.items)
-    overrides += runtime_overrides(args)
+    overrides += runtime_overrides(args) + list(extra)
     if len(paths) > 1:
         raise ConfigError(f"Expected one image folder, got {paths}: overrides need key=value.")
-    if args.resume == "auto":  # start the run in out_dir=..., or continue it (requeued jobs)
-        from dinolab.train.resume import should_resume
-
-        cfg = load_config(args.preset, overrides)
-        if paths:
-            cfg.data.path = paths[0]
-        resume = should_resume(cfg)
-    elif args.resume:
+    if args.resume and args.resume != "auto":
         run_dir = Path(args.resume)
         saved = run_dir / "config.yaml"
         if not saved.is_file():
@@ -53,13 +48,22 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                 "checkpoint to resume from: check the path."
             )
         cfg = load_saved_config(saved)
-        cfg = load_config(base=_as_dict(cfg), overrides=overrides + [f"out_dir={run_dir}"])
-        resume = True
-    else:
-        cfg = load_config(args.preset, overrides)
-        if paths:
-            cfg.data.path = paths[0]
-        resume = False
+        return load_config(base=_as_dict(cfg), overrides=overrides + [f"out_dir={run_dir}"]), True
+    cfg = load_config(args.preset, overrides)
+    if paths:
+        cfg.data.path = paths[0]
+    if args.resume == "auto":  # start the run in out_dir=..., or continue it (requeued jobs)
+        from dinolab.train.resume import should_resume
+
+        return cfg, should_resume(prepare(cfg) if prepare else cfg)
+    return cfg, False
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from dinolab.distributed import is_main_process
+    from dinolab.train.pretrain import pretrain
+
+    cfg, resume = run_config(args)
     try:
         summary = pretrain(cfg, resume=resume)
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training began
