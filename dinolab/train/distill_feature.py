@@ -20,7 +20,7 @@ from dinolab.losses.feature_distill import (
     square_grid,
 )
 from dinolab.models import build_backbone
-from dinolab.train.distill_meta_arch import hold_frozen
+from dinolab.train.distill_meta_arch import HoldsFrozenTeacher
 from dinolab.train.distill_teacher import FrozenTeacher
 from dinolab.train.meta_arch import StudentTeacher
 
@@ -47,24 +47,17 @@ class ProjectedStudent(nn.Module):
         return out
 
 
-class FeatureDistillMetaArch(StudentTeacher):
+class FeatureDistillMetaArch(HoldsFrozenTeacher, StudentTeacher):
     """student + spare EMA `teacher` (both saved) + `frozen` head-free teacher (not saved)."""
 
-    frozen: FrozenTeacher
-
     def __init__(self, cfg: Config, frozen: FrozenTeacher):
-        super().__init__()
+        StudentTeacher.__init__(self)
         self.cfg = cfg
-        hold_frozen(self, frozen)
+        self._hold(frozen)
         self._build_student_teacher(self._network, cfg.model)
 
     def _network(self, model_cfg: ModelConfig) -> ProjectedStudent:
         return ProjectedStudent(build_backbone(model_cfg), self.frozen.embed_dim)
-
-    def _apply(self, fn, recurse: bool = True):  # .to(device), channels_last: the teacher too
-        super()._apply(fn, recurse)
-        self.frozen._apply(fn, recurse)
-        return self
 
     def forward_loss(self, batch: dict, teacher_temp: float) -> dict[str, Tensor]:
         """Global + patch terms on the global crops (`teacher_temp` is unused here)."""

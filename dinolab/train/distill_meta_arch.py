@@ -26,9 +26,19 @@ from dinolab.train.distill_teacher import FrozenTeacher
 from dinolab.train.meta_arch_dinov2 import DINOv2MetaArch
 
 
-def hold_frozen(meta: torch.nn.Module, frozen: FrozenTeacher) -> None:
-    """Attach the frozen teacher as a plain attribute (not a submodule: never saved or synced)."""
-    object.__setattr__(meta, "frozen", frozen)
+class HoldsFrozenTeacher(torch.nn.Module):
+    """A meta-arch with a `frozen` teacher held as a plain attribute (not a submodule: never
+    saved or synced) that still follows the model's `.to(device)` / channels_last."""
+
+    frozen: FrozenTeacher
+
+    def _hold(self, frozen: FrozenTeacher) -> None:
+        object.__setattr__(self, "frozen", frozen)
+
+    def _apply(self, fn, recurse: bool = True):
+        super()._apply(fn, recurse)
+        self.frozen._apply(fn, recurse)
+        return self
 
 
 def sample_positions(num_images: int, num_patches: int, ratio: list[float]) -> Tensor:
@@ -41,23 +51,16 @@ def sample_positions(num_images: int, num_patches: int, ratio: list[float]) -> T
     return ranks < counts.unsqueeze(1)
 
 
-class DistillMetaArch(DINOv2MetaArch):
+class DistillMetaArch(HoldsFrozenTeacher, DINOv2MetaArch):
     """student + spare EMA `teacher` (both saved) + `frozen` teacher (not saved)."""
 
-    frozen: FrozenTeacher
-
     def __init__(self, cfg: Config, frozen: FrozenTeacher):
-        super().__init__(cfg)
-        hold_frozen(self, frozen)
+        DINOv2MetaArch.__init__(self, cfg)
+        self._hold(frozen)
         if self.use_ibot and frozen.ibot_head is None:
             raise ValueError(
                 f"distill.teacher='{cfg.distill.teacher}' has no iBOT head: set ibot.weight=0."
             )
-
-    def _apply(self, fn, recurse: bool = True):  # .to(device), channels_last: the teacher too
-        super()._apply(fn, recurse)
-        self.frozen._apply(fn, recurse)
-        return self
 
     def forward_loss(self, batch: dict, teacher_temp: float) -> dict[str, Tensor]:
         """One distillation step's loss (`loss`) and detached parts and monitors."""
