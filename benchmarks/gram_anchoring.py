@@ -24,9 +24,8 @@ import shutil
 import time
 from pathlib import Path
 
-from teacher_variants import image_list, knn_subset
+from teacher_variants import image_list, knn_subset, subset_config
 
-from dinolab.config.loader import load_config
 from dinolab.eval.davis import run_davis
 from dinolab.run_dir import METRICS, load_run_backbone
 from dinolab.train.monitor import read_metrics
@@ -37,23 +36,7 @@ def run(name: str, gram: list[str], listing: Path, knn: tuple[Path, Path], args)
     """One pretraining run; its final teacher's DAVIS J&F and 20-NN."""
     out = Path(args.out) / name
     shutil.rmtree(out, ignore_errors=True)
-    cfg = load_config(
-        "cifar10_small_resnet",
-        [
-            f"data.path={listing}",
-            "data.format=filelist",
-            f"out_dir={out}",
-            f"train.epochs={args.epochs}",
-            f"eval.train={knn[0]}",
-            f"eval.val={knn[1]}",
-            "eval.k=[20]",
-            "train.progress=false",
-            "train.tensorboard=false",
-            "train.keep_checkpoints=0",
-            *gram,
-            *args.overrides,
-        ],
-    )
+    cfg = subset_config(listing, knn, out, args.epochs, [*gram, *args.overrides])
     t0 = time.perf_counter()
     summary = pretrain(cfg)
     train_minutes = (time.perf_counter() - t0) / 60

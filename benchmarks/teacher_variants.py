@@ -57,29 +57,33 @@ def knn_subset(split: Path, n: int, out: Path) -> Path:
     return out
 
 
-def run_variant(variant: str, listing: Path, knn: tuple[Path, Path], out: Path, args) -> dict:
-    """One pretraining run of `variant` (rule[:centering]); its 20-NN and step curves."""
-    rule, _, centering = variant.partition(":")
-    run = out / variant.replace(":", "_")
-    shutil.rmtree(run, ignore_errors=True)
-    cfg = load_config(
+def subset_config(listing: Path, knn: tuple[Path, Path], out: Path, epochs: int, extra: list[str]):
+    """The CPU recipe on the image list, with the 20-NN of the teacher on `knn` at the end."""
+    return load_config(
         "cifar10_small_resnet",
         [
             f"data.path={listing}",
             "data.format=filelist",
-            f"out_dir={run}",
-            f"train.epochs={args.epochs}",
-            f"train.teacher_update={rule}",
-            f"loss.centering={centering or 'ema'}",
+            f"out_dir={out}",
+            f"train.epochs={epochs}",
             f"eval.train={knn[0]}",
             f"eval.val={knn[1]}",
             "eval.k=[20]",
             "train.progress=false",
             "train.tensorboard=false",
             "train.keep_checkpoints=0",
-            *args.overrides,
+            *extra,
         ],
     )
+
+
+def run_variant(variant: str, listing: Path, knn: tuple[Path, Path], out: Path, args) -> dict:
+    """One pretraining run of `variant` (rule[:centering]); its 20-NN and step curves."""
+    rule, _, centering = variant.partition(":")
+    run = out / variant.replace(":", "_")
+    shutil.rmtree(run, ignore_errors=True)
+    rules = [f"train.teacher_update={rule}", f"loss.centering={centering or 'ema'}"]
+    cfg = subset_config(listing, knn, run, args.epochs, [*rules, *args.overrides])
     t0 = time.perf_counter()
     summary = pretrain(cfg)
     rows = [r for r in read_metrics(run / METRICS) if "teacher_entropy" in r]
