@@ -17,16 +17,9 @@ from dinolab.data import (
 )
 from dinolab.data.augment_batched import JITTER
 from tests.data.image_zoo import gradient
+from tests.threads import one_thread  # noqa: F401 (autouse)
 
 PLAIN = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}  # views in [0, 1]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _u8(img: np.ndarray) -> torch.Tensor:

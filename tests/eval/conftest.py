@@ -9,6 +9,7 @@ from dinolab.config.loader import load_config, save_config
 from dinolab.config.schema import ModelConfig
 from dinolab.models import build_backbone
 from dinolab.run_dir import export_teacher
+from tests.threads import one_thread  # noqa: F401 (autouse)
 from tests.train.conftest import make_images
 
 TINY_MODEL = {"arch": "vit_tiny", "patch_size": 8, "img_size": 32, "embed_dim": 32, "depth": 2,
@@ -45,12 +46,3 @@ def run_dir(tmp_path, backbone):
     save_config(cfg, run / "config.yaml")
     export_teacher(backbone, cfg, run)
     return run
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster than two on a shared, loaded CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

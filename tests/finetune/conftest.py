@@ -12,6 +12,7 @@ from dinolab.config.finetune import load_finetune_config
 from dinolab.config.schema import ModelConfig
 from dinolab.models import build_backbone
 from dinolab.models.preprocessing import Preprocessing, set_preprocessing
+from tests.threads import one_thread  # noqa: F401 (autouse)
 
 TINY_VIT = ModelConfig(
     arch="vit_tiny", patch_size=8, img_size=16, embed_dim=16, depth=2, num_heads=2,
@@ -57,11 +58,3 @@ def tiny_config(train, val, out_dir, *overrides: str):
 @pytest.fixture
 def folders(tmp_path):
     return make_folders(tmp_path / "data")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -8,6 +8,7 @@ from dinolab.run_dir import TEACHER_FILE, load_run_backbone
 from dinolab.train.optim import cancel_backbone_gradients
 from dinolab.train.pretrain import pretrain
 from dinolab.train.trainer import Trainer
+from tests.threads import one_thread  # noqa: F401 (autouse)
 
 from .conftest import make_images, tiny_config
 
@@ -46,15 +47,6 @@ def test_adapter_backbones_learn(tmp_path, arch):
     assert all(p.grad is None for p in trainer.model.teacher.parameters())
 
     assert all(p.grad is None for p in trainer.model.teacher.parameters())
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster than two on a shared, loaded CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_adapter_run_exports_reloads_and_evaluates(tmp_path):

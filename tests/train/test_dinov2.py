@@ -13,6 +13,7 @@ from dinolab.train.monitor import read_metrics
 from dinolab.train.pretrain import pretrain
 from dinolab.train.schedules import build_schedules, peak_lr
 from dinolab.train.trainer import Trainer
+from tests.threads import one_thread  # noqa: F401 (autouse)
 
 from .conftest import stop_after, tiny_config
 
@@ -30,15 +31,6 @@ V2 = {
     "optim.layer_decay": 0.9,
     "optim.patch_embed_lr_mult": 0.2,
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is far faster than two on a shared, loaded CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _v2(image_dir, out, **kw):
