@@ -1,8 +1,9 @@
 """Pretraining: meta-architectures, the step, the loop, schedules, checkpoints, loggers.
 
 `dinolab.train` is also the API's training function: `dinolab.train("photos/", out="runs/x")`
-calls `dinolab.api.train` (see its docstring). The package and the function share the name, so
-the package is made callable: whichever was imported first, `dinolab.train(...)` works.
+calls `dinolab.train.entry.train`, which `dinolab.api` re-exports (see its docstring). The
+package and the function share the name, so the package is made callable: whichever was
+imported first, `dinolab.train(...)` works.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from typing import Any
 
 
 class _CallableTrainPackage(types.ModuleType):
-    """This package's module type: calling it runs `dinolab.api.train`."""
+    """This package's module type: calling it runs `dinolab.train.entry.train`."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        from dinolab.api import train
+        from dinolab.train.entry import train
 
         return train(*args, **kwargs)
 
@@ -24,7 +25,7 @@ class _CallableTrainPackage(types.ModuleType):
     def __signature__(self):  # inspect.signature / help(dinolab.train) show the function's
         import inspect
 
-        from dinolab.api import train
+        from dinolab.train.entry import train
 
         return inspect.signature(train)
 
