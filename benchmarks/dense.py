@@ -30,8 +30,8 @@ from dinolab.cli.options import resolve_model  # noqa: E402
 from dinolab.config.loader import load_saved_config  # noqa: E402
 from dinolab.eval.baselines import random_init_backbone  # noqa: E402
 from dinolab.eval.depth import run_depth  # noqa: E402
-from dinolab.eval.patch_features import block_count  # noqa: E402
 from dinolab.eval.segmentation import run_segmentation  # noqa: E402
+from dinolab.models.patch_features import block_count  # noqa: E402
 from dinolab.models.resnet import FeatureMapBackbone  # noqa: E402
 
 BACKBONES = ("dinolab run", "random init", "raw RGB patches")

@@ -26,9 +26,9 @@ from dinolab.eval import davis_data as data
 from dinolab.eval.cache import backbone_fingerprint, cache_key, files_fingerprint
 from dinolab.eval.davis_metrics import score_sequence, summarise
 from dinolab.eval.label_propagation import LabelPropagator, labels_from_soft
-from dinolab.eval.patch_features import patch_feature_map, patch_size_of
 from dinolab.eval.results import markdown_table, write_results
 from dinolab.hardware import autocast, resolve_precision
+from dinolab.models.patch_features import patch_feature_map, patch_size_of
 
 log = logging.getLogger("dinolab")
 FIGURE_FRAMES = 4

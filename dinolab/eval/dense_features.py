@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 
 from dinolab.eval.cache import backbone_fingerprint, cache_key, files_fingerprint
 from dinolab.eval.dense_data import normalise, read_image
-from dinolab.eval.patch_features import patch_feature_map, patch_size_of
 from dinolab.hardware import autocast, resolve_precision
+from dinolab.models.patch_features import patch_feature_map, patch_size_of
 
 log = logging.getLogger("dinolab")
 FORMAT = "dinolab-dense-features-v1"

@@ -24,8 +24,8 @@ from dinolab.eval import dense_data as data
 from dinolab.eval.dense_features import extract_dense_features, upsample
 from dinolab.eval.dense_probe import CropSampler, resized_target, train_head
 from dinolab.eval.depth_metrics import KEYS, depth_scores, mean_scores
-from dinolab.eval.patch_features import block_count, evenly_spaced_blocks, patch_size_of
 from dinolab.eval.results import markdown_table, write_results
+from dinolab.models.patch_features import block_count, evenly_spaced_blocks, patch_size_of
 
 FIGURE_IMAGES = 4
 WARMUP_MEAN_ONLY = 100

@@ -24,9 +24,9 @@ from torch import nn
 from dinolab.eval import dense_data as data
 from dinolab.eval.dense_features import extract_dense_features, unflip, upsample
 from dinolab.eval.dense_probe import CropSampler, resized_target, train_head
-from dinolab.eval.patch_features import block_count, patch_size_of
 from dinolab.eval.results import markdown_table, write_results
 from dinolab.eval.segmentation_metrics import ConfusionHistogram
+from dinolab.models.patch_features import block_count, patch_size_of
 
 log = logging.getLogger("dinolab")
 MS_SCALES = (1.0, 1.32, 1.73, 2.28, 3.0)

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from dinolab.eval.patch_features import patch_feature_map
 from dinolab.hardware import autocast
+from dinolab.models.patch_features import patch_feature_map
 from dinolab.models.vision_transformer import VisionTransformer
 from dinolab.viz.images import (
     IMAGENET_MEAN,

@@ -1,13 +1,19 @@
 import pytest
 import torch
 
-from dinolab.eval.patch_features import (
+from dinolab.models.patch_features import (
     block_count,
     evenly_spaced_blocks,
     patch_feature_map,
     patch_size_of,
 )
+from tests.eval.conftest import tiny_vit
 from tests.eval.dense_sets import PatchMean
+
+
+@pytest.fixture
+def backbone() -> torch.nn.Module:
+    return tiny_vit()
 
 
 def test_vit_last_block_is_the_final_normed_patch_tokens(backbone):
