@@ -6,7 +6,8 @@
   schedule    warm-up + cosine lr, linear-then-full
   data        labelled folders, DeiT augmentation, resumable loaders
   evaluate    val top-1 / top-5 / confusion matrix and the run's pictures
-  loop        `run_finetune`: the run (checkpoints, metrics, exports)
+  loop        `run_finetune`: the epoch loop, validation, the weight EMA
+  run_files   the run directory's files: checkpoint and resume rule, metrics, exports, summary
   predict     class and probability per image from a fine-tuned classifier
 
 A higher layer, like train/ and eval/: it imports models, data, config, train and eval helpers.

@@ -1,22 +1,15 @@
-"""One fine-tuning run in `cfg.out_dir`: the epoch loop, validation, checkpoints, exports.
+"""One fine-tuning run in `cfg.out_dir`: the epoch loop, validation, the weight EMA.
 
-The run directory holds config.yaml (resolved), checkpoint.pth (atomic, every epoch: the
-model, AdamW, the weight EMA, the step, the best score, every RNG state, the classifier's
-spec), metrics.jsonl (a row every `log_every_steps` and one per epoch with val top-1 / top-5),
-tensorboard/, confusion_matrix.png (the latest epoch's; every epoch's in TensorBoard),
-curves.png, classifier_best.safetensors (kept when val top-1 improves), and at the end
-classifier.safetensors (the best epoch's with keep_best, else the last; `dinolab predict`
-reads it), summary.json and, with `onnx`, classifier.onnx. A run resumes exactly from its last
-epoch: the data order and augmentation are functions of (seed, epoch, index), the mixing draws
-of (seed, step), and the checkpoint restores every other RNG.
+The files it leaves (config.yaml, checkpoint.pth, metrics.jsonl, the classifiers, pictures,
+summary.json) and the resume rule are `finetune.run_files`'. A run resumes exactly from its
+last epoch: the data order and augmentation are functions of (seed, epoch, index), the mixing
+draws of (seed, step), and the checkpoint restores every other RNG.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import shutil
 from pathlib import Path
 
 import torch
@@ -39,20 +32,25 @@ from dinolab.finetune.data import (
     train_transform,
     val_loader,
 )
-from dinolab.finetune.evaluate import evaluate, plot_confusion, plot_finetune_curves
+from dinolab.finetune.evaluate import evaluate
 from dinolab.finetune.lr_decay import param_groups
 from dinolab.finetune.mixup import Mixer, smooth_one_hot, soft_cross_entropy, step_rng
+from dinolab.finetune.run_files import (
+    BEST,
+    epoch_outputs,
+    finish,
+    load_state,
+    save_state,
+    tensorboard,
+)
 from dinolab.finetune.schedule import backbone_frozen, lr_schedule
 from dinolab.hardware import apply_threads, autocast, plan_threads, resolve_precision
 from dinolab.models.preprocessing import Preprocessing, preprocessing_of
-from dinolab.run_dir import CHECKPOINT, CONFIG, CURVES, METRICS, SUMMARY, trim_metrics
-from dinolab.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from dinolab.run_dir import CONFIG, METRICS, trim_metrics
+from dinolab.train.checkpoint import set_rng_state
 from dinolab.train.progress import RunProgress
 
 log = logging.getLogger("dinolab")
-BEST = "classifier_best.safetensors"
-CLASSIFIER = "classifier.safetensors"
-CONFUSION = "confusion_matrix.png"
 
 
 def run_finetune(
@@ -74,7 +72,7 @@ def run_finetune(
     apply_threads(plan)
     precision, why = resolve_precision(cfg.precision, device)
     log.info("fine-tuning on %s, %s; %s", device, why, plan.reason)
-    state = _load_state(run_dir, resume)
+    state = load_state(run_dir, resume)
     if state is None:
         if backbone is None or model_cfg is None:
             raise ValueError("A new fine-tuning run needs a backbone and its ModelConfig.")
@@ -140,7 +138,7 @@ def run_finetune(
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=cfg.head_epochs > 0)
     mixer = Mixer(cfg.mixup, cfg.cutmix, cfg.mix_prob, cfg.switch_prob)
-    tb = _tensorboard(cfg, run_dir, step) if main else None
+    tb = tensorboard(cfg, run_dir, step) if main else None
     end = cfg.epochs if max_epochs is None else min(cfg.epochs, start_epoch + max_epochs)
     total = cfg.epochs * steps_per_epoch
     with RunProgress(total, step, cfg.progress and main, "fine-tune") as bar:
@@ -180,7 +178,7 @@ def run_finetune(
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 if ema is not None:
-                    _update_ema(ema, model, cfg.ema)
+                    update_ema(ema, model, cfg.ema)
                 step += 1
                 row = {"step": step, "epoch": epoch + 1, "loss": loss_sum, "lr": lr}
                 if step % max(cfg.log_every_steps, 1) == 0 or step == total:
@@ -193,117 +191,22 @@ def run_finetune(
             if improved:
                 best = {k: scores[k] for k in ("top1", "top5", "loss")} | {"epoch": epoch + 1}
             if main:
-                _epoch_outputs(cfg, run_dir, spec, model, ema, scores, epoch, step, rows, tb)
+                epoch_outputs(cfg, run_dir, spec, model, ema, scores, epoch, step, rows, tb)
                 if improved:
                     save_classifier(ema or model, spec, run_dir / BEST)
-                save_checkpoint(
-                    run_dir / CHECKPOINT,
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "ema": ema.state_dict() if ema is not None else None,
-                        "step": step,
-                        "epoch": epoch + 1,
-                        "best": best,
-                        "rng": rng_state(),
-                        "spec": spec.__dict__,
-                        "last": last,
-                    },
-                )
+                save_state(run_dir, model, optimizer, ema, step, epoch + 1, best, spec, last)
             dist.barrier()
     if tb is not None:
         tb.close()
     if not main:
         return {}
-    return _finish(cfg, run_dir, spec, model, ema, best | {}, last, end >= cfg.epochs)
-
-
-def _load_state(run_dir: Path, resume: bool) -> dict | None:
-    """The checkpoint to continue from (resume), None for a new run; a new run never
-    overwrites an old one."""
-    path = run_dir / CHECKPOINT
-    if resume:
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"'{run_dir}' has no {CHECKPOINT} to resume from: start a new run instead."
-            )
-        return load_checkpoint(path)
-    if path.is_file():
-        raise FileExistsError(
-            f"'{run_dir}' already holds a fine-tuning run: pass --resume to continue it, or "
-            "choose another out_dir."
-        )
-    return None
+    return finish(cfg, run_dir, spec, model, ema, best | {}, last, end >= cfg.epochs)
 
 
 @torch.no_grad()
-def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model; buffers copied."""
     for e, p in zip(ema.parameters(), model.parameters(), strict=True):
         e.lerp_(p.detach(), 1.0 - decay)
     for e, b in zip(ema.buffers(), model.buffers(), strict=True):
         e.copy_(b)
-
-
-def _tensorboard(cfg: FinetuneConfig, run_dir: Path, step: int):
-    """A TensorBoardLogger (train.loggers' own) or None when off or not installed."""
-    from dinolab.extras import available
-
-    if not cfg.tensorboard or not available("torch.utils.tensorboard"):
-        return None
-    from dinolab.train.loggers import TensorBoardLogger
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return TensorBoardLogger(cfg, run_dir, step)
-
-
-def _epoch_outputs(cfg, run_dir, spec, model, ema, scores, epoch, step, rows, tb) -> None:
-    """metrics.jsonl rows, the log line, the confusion matrix and TensorBoard of one epoch."""
-    val_row = {
-        "step": step,
-        "epoch": epoch + 1,
-        "val/top1": scores["top1"],
-        "val/top5": scores["top5"],
-        "val/loss": scores["loss"],
-    }
-    rows = [*rows, val_row]
-    with open(run_dir / METRICS, "a") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    log.info(
-        "epoch %d/%d: val top-1 %.2f%%, top-5 %.2f%%, loss %.4f%s",
-        epoch + 1,
-        cfg.epochs,
-        scores["top1"],
-        scores["top5"],
-        scores["loss"],
-        " (EMA weights)" if ema is not None else "",
-    )
-    title = f"epoch {epoch + 1}: val top-1 {scores['top1']:.1f}%"
-    plot_confusion(scores["confusion"], spec.classes, run_dir / CONFUSION, title)
-    if tb is not None:
-        tb.log_metrics([{k: v for k, v in r.items() if k != "epoch"} for r in rows])
-        tb.log_image("val/confusion_matrix", run_dir / CONFUSION, step)
-
-
-def _finish(cfg, run_dir, spec, model, ema, best, last, done) -> dict:
-    """The exports and summary.json at the end of the run (or of this session)."""
-    final = run_dir / CLASSIFIER
-    if done:
-        if cfg.keep_best and (run_dir / BEST).is_file():
-            shutil.copyfile(run_dir / BEST, final)
-        else:
-            save_classifier(ema or model, spec, final)
-    plot_finetune_curves(run_dir / METRICS, run_dir / CURVES)
-    summary = {
-        "epochs": (last or {}).get("epoch", 0),
-        "finished": done,
-        "best": best,
-        "last": last,
-        "classes": spec.classes,
-        "classifier": str(final) if done else None,
-    }
-    if done and cfg.onnx:
-        from dinolab.finetune.onnx import export_classifier_onnx
-
-        summary["onnx"] = str(export_classifier_onnx(final, run_dir / "classifier.onnx"))
-    (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
-    return summary

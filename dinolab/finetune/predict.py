@@ -23,7 +23,7 @@ from dinolab.hardware import autocast
 
 def classifier_file(run: str | Path) -> Path:
     """The classifier a run directory (or a file) stands for."""
-    from dinolab.finetune.loop import BEST, CLASSIFIER
+    from dinolab.finetune.run_files import BEST, CLASSIFIER
 
     run = Path(run).expanduser()
     if run.is_file():

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from dinolab.finetune.loop import BEST, CLASSIFIER, CONFUSION, run_finetune
+from dinolab.finetune.loop import run_finetune
+from dinolab.finetune.run_files import BEST, CLASSIFIER, CONFUSION
 from dinolab.finetune.schedule import backbone_frozen, lr_schedule
 from dinolab.run_dir import CHECKPOINT, load_checkpoint, read_metrics
 from tests.finetune.conftest import TINY_VIT, tiny_config, tiny_vit
