@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from dinolab.train.student_set import StudentSet
+
 EMBEDDING_NAMES = ("pos_embed", "patch_embed", "mask_token", "cls_token", "register_tokens")
 
 
@@ -51,8 +53,16 @@ def param_groups(
     each of the two groups is split further by `lr_multiplier`, which `apply_schedules`
     honours (as it does `wd_multiplier`). `last_layer_freeze` (id(parameter) -> epochs, the
     DINOv2 rule) puts those parameters in groups of their own whose lr `apply_schedules` holds
-    at 0 while epoch < `freeze_epochs`.
+    at 0 while epoch < `freeze_epochs`. A `StudentSet` gets each network's own groups (named
+    `NAME/group`), so one AdamW steps every network exactly as an AdamW of its own would.
     """
+    if isinstance(model, StudentSet):
+        args = (layer_decay, patch_embed_lr_mult, backbone_lr_mult, last_layer_freeze)
+        return [
+            {**g, "name": f"{key}/{g['name']}"}
+            for key, net in model.items()
+            for g in param_groups(net, *args)
+        ]
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     freeze = dict(last_layer_freeze or {})
     if layer_decay == 1.0 and patch_embed_lr_mult == 1.0 and backbone_lr_mult == 1.0 and not freeze:
@@ -182,7 +192,10 @@ CLIP_MODES = ("per_param", "per_module_norm")
 
 def clip_units(network: nn.Module) -> list[nn.Module]:
     """The modules DINOv2 clips as one each: the network's children, a ModuleDict of heads
-    expanded (backbone, DINO head, iBOT head); a network without children is one unit."""
+    expanded (backbone, DINO head, iBOT head); a network without children is one unit; a
+    `StudentSet` the units of each of its networks."""
+    if isinstance(network, StudentSet):
+        return [u for net in network.values() for u in clip_units(net)]
     units: list[nn.Module] = []
     for child in network.children():
         units.extend(child.values() if isinstance(child, nn.ModuleDict) else [child])

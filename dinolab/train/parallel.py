@@ -19,6 +19,7 @@ from torch.utils.checkpoint import checkpoint
 from dinolab import distributed as dist
 from dinolab.config.schema import Config
 from dinolab.train.optim import clip_units
+from dinolab.train.student_set import networks
 
 PARALLEL = ("ddp", "fsdp")
 
@@ -77,10 +78,11 @@ def wrap(model: nn.Module, cfg: Config, device: torch.device, precision: str = "
     if uses_channels_last(cfg):
         model.to(memory_format=torch.channels_last)
     if t.activation_checkpointing:
-        checkpoint_activations(model.student.backbone)
+        for net in networks(model.student):  # every student of a multi-student run
+            checkpoint_activations(net.backbone)
     if t.compile:
-        compile_blocks(model.student.backbone)
-        compile_blocks(model.teacher.backbone)
+        for net in networks(model.student) + networks(model.teacher):
+            compile_blocks(net.backbone)
     if not dist.is_dist():
         return LossModule(model)
     if t.parallel == "fsdp":

@@ -26,6 +26,7 @@ from dinolab.train.optim import (
     clip_gradients,
     clip_module_norms,
 )
+from dinolab.train.student_set import networks
 from dinolab.train.teacher_update import TeacherUpdate, check_teacher_update
 
 
@@ -121,12 +122,17 @@ class TrainStep:
         return metrics
 
     def _heads(self) -> list[tuple[nn.Module, int]]:
-        """Each student head with the epochs its last layer stays frozen (iBOT: its own key)."""
-        head, cfg = self.model.student.head, self.cfg
-        if isinstance(head, nn.ModuleDict) and "ibot" in head:
-            ibot = cfg.ibot.head.freeze_last_layer_epochs
-            return [(head["dino"], cfg.head.freeze_last_layer_epochs), (head["ibot"], ibot)]
-        return [(head, cfg.head.freeze_last_layer_epochs)]
+        """Each student head with the epochs its last layer stays frozen (iBOT: its own key),
+        of every network of a multi-student `StudentSet`."""
+        cfg, heads = self.cfg, []
+        for net in networks(self.model.student):
+            head = net.head
+            if isinstance(head, nn.ModuleDict) and "ibot" in head:
+                ibot = cfg.ibot.head.freeze_last_layer_epochs
+                heads += [(head["dino"], cfg.head.freeze_last_layer_epochs), (head["ibot"], ibot)]
+            else:
+                heads.append((head, cfg.head.freeze_last_layer_epochs))
+        return heads
 
     def _last_layer_freeze(self) -> dict[int, int]:
         """id(parameter) -> freeze epochs for every head's last layer (DINOv2's lr-0 rule)."""
