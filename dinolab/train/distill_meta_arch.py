@@ -64,15 +64,20 @@ class DistillMetaArch(HoldsFrozenTeacher, DINOv2MetaArch):
 
     def forward_loss(self, batch: dict, teacher_temp: float) -> dict[str, Tensor]:
         """One distillation step's loss (`loss`) and detached parts and monitors."""
+        total, out = self._student_loss(self.student, self._targets(batch), teacher_temp)
+        out["loss"] = total
+        return out
+
+    def _targets(self, batch: dict) -> dict:
+        """The frozen teacher's part of a step, computed once however many students learn
+        from it: the crops, its DINO logits and (iBOT) the sampled positions and their logits."""
         g = batch["global_crops"]
         local = batch.get("local_crops")
         t = self.frozen(g)
         with torch.no_grad():
             t_dino = self.frozen.dino_head(t["cls"])
         xs = [g] if local is None or local.numel() == 0 else [g, local]
-        s = self._features(self.student, xs, [None] * len(xs))  # no masks: the student sees all
-        s_cls = torch.cat([o["x_norm_clstoken"] for o in s])
-        positions = s_patch = t_ibot = None
+        targets = {"crops": xs, "dino": t_dino}
         if self.use_ibot:
             n_patches = t["patch"].shape[1]
             positions = sample_positions(g.shape[0], n_patches, self.cfg.ibot.mask_ratio)
@@ -80,13 +85,29 @@ class DistillMetaArch(HoldsFrozenTeacher, DINOv2MetaArch):
             idx = positions.flatten().nonzero().squeeze(1)
             with torch.no_grad():
                 t_ibot = self.frozen.ibot_head(t["patch"].flatten(0, 1)[idx])
-            grid = square_grid(n_patches)
-            s_patch = resize_patch_grid(s[0]["x_norm_patchtokens"], grid).flatten(0, 1)[idx]
-        s_dino, s_ibot = self.student.heads(s_cls, s_patch)
+            targets.update(positions=positions, idx=idx, ibot=t_ibot, grid=square_grid(n_patches))
+        return targets
 
-        total, out = self._dino_and_koleo(s_dino, t_dino, s_cls[: g.shape[0]], teacher_temp)
-        if positions is not None:
+    def _student_loss(
+        self, net: torch.nn.Module, targets: dict, teacher_temp: float, update_center: bool = True
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss of the student network `net` against `targets` and its monitors."""
+        xs = targets["crops"]
+        s = self._features(net, xs, [None] * len(xs))  # no masks: the student sees all
+        s_cls = torch.cat([o["x_norm_clstoken"] for o in s])
+        s_patch = None
+        if "positions" in targets:
+            s_patch = resize_patch_grid(s[0]["x_norm_patchtokens"], targets["grid"])
+            s_patch = s_patch.flatten(0, 1)[targets["idx"]]
+        s_dino, s_ibot = net.heads(s_cls, s_patch)
+        n = xs[0].shape[0]
+        total, out = self._dino_and_koleo(
+            s_dino, targets["dino"], s_cls[:n], teacher_temp, update_center
+        )
+        if s_patch is not None:
             # the positions are sampled, not masked: no masked fraction to monitor
-            total, _ = self._add_ibot(total, out, s_ibot, t_ibot, positions, teacher_temp)
-        out["loss"] = total
-        return out
+            total, _ = self._add_ibot(
+                total, out, s_ibot, targets["ibot"], targets["positions"], teacher_temp,
+                update_center,
+            )  # fmt: skip
+        return total, out

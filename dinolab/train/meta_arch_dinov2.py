@@ -128,10 +128,16 @@ class DINOv2MetaArch(StudentTeacher):
         return out
 
     def _dino_and_koleo(
-        self, s_dino: Tensor, t_dino: Tensor, s_global_cls: Tensor, teacher_temp: float
+        self,
+        s_dino: Tensor,
+        t_dino: Tensor,
+        s_global_cls: Tensor,
+        teacher_temp: float,
+        update_center: bool = True,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """The weighted DINO loss (+ KoLeo on each global crop's CLS) and its monitors."""
-        dino = self.dino_loss(s_dino, t_dino, teacher_temp, n_global=2)
+        """The weighted DINO loss (+ KoLeo on each global crop's CLS) and its monitors
+        (`update_center=False`: the EMA centre stays, for students sharing one teacher)."""
+        dino = self.dino_loss(s_dino, t_dino, teacher_temp, n_global=2, update_center=update_center)
         total = self.cfg.loss.dino_weight * dino["loss"]
         out = {k: v for k, v in dino.items() if k != "loss"}
         out["dino_loss"] = dino["loss"].detach()
@@ -142,10 +148,17 @@ class DINOv2MetaArch(StudentTeacher):
         return total, out
 
     def _add_ibot(
-        self, total: Tensor, out: dict, s_ibot: Tensor, t_ibot: Tensor, masks: Tensor, temp: float
+        self,
+        total: Tensor,
+        out: dict,
+        s_ibot: Tensor,
+        t_ibot: Tensor,
+        masks: Tensor,
+        temp: float,
+        update_center: bool = True,
     ) -> tuple[Tensor, Tensor]:
         """`total` + the weighted iBOT loss (monitors into `out`), and the masked fraction."""
-        ibot = self.ibot_loss(s_ibot, t_ibot, masks, temp)
+        ibot = self.ibot_loss(s_ibot, t_ibot, masks, temp, update_center=update_center)
         out["ibot_loss"] = ibot["loss"].detach()
         out["ibot_teacher_entropy"] = ibot["ibot_teacher_entropy"]
         return total + self.cfg.ibot.weight * ibot["loss"], ibot["masked_fraction"]
