@@ -9,7 +9,7 @@ exported `teacher_backbone.safetensors`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DISTILL_MODES = ("auto", "recipe", "feature")
 
@@ -37,3 +37,11 @@ class DistillConfig:
     global_weight: float = 1.0
     patch_weight: float = 1.0
     patch_temp: float = 0.07  # temperature of the patch-to-patch similarity softmax
+    # Several students from one teacher forward per step (recipe mode, one process), e.g.
+    # [vit_tiny, small_resnet:embed_dim=64:depth=1]: each entry ARCH or ARCH:KEY=VALUE:...
+    # with KEY one of embed_dim, depth, num_heads, cifar_stem (unset: the arch's own); every
+    # other model.* key is shared. Each student has fresh heads, its own AdamW state (its own
+    # param groups: dinolab/train/student_set.py) and spare EMA, exported to
+    # out_dir/students/NAME/ (NAME: the entry, other characters than letters, digits, - and _
+    # as _); the first is also model.* and the run's own export. [] = one student, model.*.
+    students: list[str] = field(default_factory=list)

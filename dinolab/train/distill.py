@@ -24,6 +24,7 @@ from dinolab.config.distill import DISTILL_MODES
 from dinolab.config.loader import ConfigError, load_saved_config
 from dinolab.config.schema import Config
 from dinolab.run_dir import CONFIG
+from dinolab.train.distill_students import prepare_students
 from dinolab.train.distill_teacher import (
     check_teacher_hash,
     is_run_with_checkpoint,
@@ -94,6 +95,7 @@ def prepare_distill_config(cfg: Config) -> Config:
         _set(cfg, "ibot.weight", 0.0, "feature mode has no prototypes")
         _set(cfg, "loss.koleo_weight", 0.0, "feature mode: cosine and patch terms only")
         _set(cfg, "head.freeze_last_layer_epochs", 0, "feature mode: linear projections only")
+    prepare_students(cfg)
     d.teacher_sha256 = check_teacher_hash(cfg)
     return cfg
 
@@ -103,12 +105,16 @@ def build_distill_meta_arch(cfg: Config, init_weights: bool = True) -> nn.Module
     checked against `distill.teacher_sha256`)."""
     from dinolab.train.distill_feature import FeatureDistillMetaArch
     from dinolab.train.distill_meta_arch import DistillMetaArch
+    from dinolab.train.distill_students import MultiDistillMetaArch
     from dinolab.train.warm_start import init_backbones
 
     check_teacher_hash(cfg)
     if resolve_mode(cfg) == "recipe":
         frozen, _ = load_recipe_teacher(cfg.distill.teacher, cfg)
-        meta: nn.Module = DistillMetaArch(cfg, frozen)
+        arch = MultiDistillMetaArch if cfg.distill.students else DistillMetaArch
+        meta: nn.Module = arch(cfg, frozen)
+    elif cfg.distill.students:
+        raise ConfigError("distill.students needs recipe mode: set distill.students=[].")
     else:
         meta = FeatureDistillMetaArch(cfg, load_feature_teacher(cfg.distill.teacher, cfg))
     if init_weights and cfg.model.init:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dinolab.config.schema import Config
 from dinolab.train.distill import prepare_distill_config
+from dinolab.train.distill_students import finish_students
 from dinolab.train.pretrain import pretrain
 
 
 def distill(cfg: Config, resume: bool = False) -> dict:
-    """Distil `distill.teacher` into `model.*` in `cfg.out_dir` (or continue); the summary."""
+    """Distil `distill.teacher` into `model.*` (or every `distill.students` entry, each then
+    exported to out_dir/students/NAME/) in `cfg.out_dir` (or continue); the summary."""
     prepare_distill_config(cfg)
-    return pretrain(cfg, resume=resume)
+    return finish_students(cfg, pretrain(cfg, resume=resume))
