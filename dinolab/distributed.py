@@ -42,6 +42,14 @@ def get_world_size() -> int:
     return dist.get_world_size() if is_dist() else 1
 
 
+def launch_world_size() -> int:
+    """Processes this run is launched with, known before the process group starts: the group's
+    size once initialised, else torchrun's WORLD_SIZE, else srun's SLURM_NTASKS, else 1."""
+    if is_dist():
+        return dist.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1")))
+
+
 def is_main_process() -> bool:
     """True on rank 0: the process that writes checkpoints, logs and plots."""
     return get_rank() == 0

@@ -2,7 +2,8 @@
 
 OmegaConf checks that `train.epochs` is an int; these check that the values make a run: a
 device that exists, a known precision, image sizes that the ViT's patches tile, counts that are
-not negative. Each failure is one `ConfigError` sentence naming the key and a value that works,
+not negative, the training step's rules (teacher update, clipping, data-parallel engine, Gram
+anchoring). Each failure is one `ConfigError` sentence naming the key and a value that works,
 raised before the model is built and before the run directory is written.
 """
 
@@ -10,8 +11,17 @@ from __future__ import annotations
 
 from dinolab.config.loader import ConfigError
 from dinolab.config.schema import Config
-from dinolab.distributed import resolve_device
+from dinolab.distributed import launch_world_size, resolve_device
 from dinolab.hardware import PRECISIONS
+
+TEACHER_UPDATES = ("ema", "student_copy", "prev_iter", "prev_epoch")  # train/teacher_update.py
+CLIP_MODES = ("per_param", "per_module_norm")  # train/optim.py
+PARALLEL = ("ddp", "fsdp")  # train/parallel.py
+CHOICES = {  # key -> the values the training code knows
+    "train.teacher_update": TEACHER_UPDATES,
+    "optim.clip_mode": CLIP_MODES,
+    "train.parallel": PARALLEL,
+}
 
 AT_LEAST = {  # key -> smallest valid value
     "train.epochs": 1,
@@ -48,7 +58,38 @@ def validate_config(cfg: Config) -> None:
         resolve_device(cfg.train.device)
     except ValueError as e:
         raise ConfigError(f"train.device: {e}") from None
+    if cfg.train.time_budget and cfg.highres.iterations > 0:
+        raise ConfigError(
+            "train.time_budget and highres.iterations cannot be combined: give the main phase "
+            "train.epochs, or set highres.iterations=0."
+        )
     _check_patch_sizes(cfg)
+    check_training_rules(cfg, launch_world_size())
+
+
+def check_training_rules(cfg: Config, world_size: int) -> None:
+    """The values the training step needs: known choices, Gram anchoring's ranges and engine.
+
+    `validate_config` calls it with the launch's world size, `train.step.TrainStep` (the seam
+    benchmarks build directly) with the process group's, both before any model is built.
+    """
+    for key, choices in CHOICES.items():
+        value = _get(cfg, key)
+        if value not in choices:
+            raise ConfigError(f"{key}={value!r} is unknown; use one of {', '.join(choices)}.")
+    gram = cfg.gram
+    if gram.weight <= 0:
+        return
+    if gram.highres_factor < 1.0 or gram.refresh_every < 0:
+        raise ConfigError(
+            f"gram.highres_factor={gram.highres_factor} must be at least 1 and "
+            f"gram.refresh_every={gram.refresh_every} at least 0."
+        )
+    if cfg.train.parallel == "fsdp" and world_size > 1:
+        raise ConfigError(
+            "Gram anchoring (gram.weight > 0) is not supported with FSDP: use "
+            "train.parallel=ddp or gram.weight=0."
+        )
 
 
 def _check_patch_sizes(cfg: Config) -> None:

@@ -29,11 +29,6 @@ class GramAnchor(nn.Module):
                 "Gram anchoring (gram.weight > 0) needs patch features: use a ViT or ResNet "
                 "backbone (model.arch) or set gram.weight=0."
             )
-        if cfg.highres_factor < 1.0 or cfg.refresh_every < 0:
-            raise ValueError(
-                f"gram.highres_factor={cfg.highres_factor} must be at least 1 and "
-                f"gram.refresh_every={cfg.refresh_every} at least 0."
-            )
         self.cfg = cfg
         self.backbone = copy.deepcopy(teacher_backbone).requires_grad_(False)
         self.weight_now = 0.0

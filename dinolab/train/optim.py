@@ -187,9 +187,6 @@ def clip_gradients(model: nn.Module, max_norm: float) -> Tensor:
     return total
 
 
-CLIP_MODES = ("per_param", "per_module_norm")
-
-
 def clip_units(network: nn.Module) -> list[nn.Module]:
     """The modules DINOv2 clips as one each: the network's children, a ModuleDict of heads
     expanded (backbone, DINO head, iBOT head); a network without children is one unit; a

@@ -18,10 +18,9 @@ from torch.utils.checkpoint import checkpoint
 
 from dinolab import distributed as dist
 from dinolab.config.schema import Config
+from dinolab.config.validate import PARALLEL
 from dinolab.train.optim import clip_units
 from dinolab.train.student_set import networks
-
-PARALLEL = ("ddp", "fsdp")
 
 
 class LossModule(nn.Module):

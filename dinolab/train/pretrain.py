@@ -36,11 +36,6 @@ def pretrain(cfg: Config, resume: bool = False) -> dict:
             f"Run directory '{run_dir}' already holds a checkpoint: continue it with "
             f"`dinolab pretrain --resume {run_dir}` or choose another out_dir=..."
         )
-    if cfg.train.time_budget and cfg.highres.iterations > 0:
-        raise ValueError(
-            "train.time_budget and highres.iterations cannot be combined: give the main phase "
-            "train.epochs, or set highres.iterations=0."
-        )
     if not cfg.data.path:
         raise ValueError(
             "No training images given: pass a folder (dinolab pretrain PATH) or set data.path=..."

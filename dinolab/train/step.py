@@ -14,11 +14,11 @@ from torch import nn
 
 from dinolab import distributed as dist
 from dinolab.config.schema import Config
+from dinolab.config.validate import check_training_rules
 from dinolab.hardware import autocast
 from dinolab.train import parallel
 from dinolab.train.build import build_meta_arch, uses_dinov2
 from dinolab.train.optim import (
-    CLIP_MODES,
     apply_schedules,
     build_optimizer,
     cancel_backbone_gradients,
@@ -27,7 +27,7 @@ from dinolab.train.optim import (
     clip_module_norms,
 )
 from dinolab.train.student_set import networks
-from dinolab.train.teacher_update import TeacherUpdate, check_teacher_update
+from dinolab.train.teacher_update import TeacherUpdate
 
 
 class TrainStep:
@@ -46,19 +46,9 @@ class TrainStep:
         schedules: dict[str, np.ndarray] | None = None,
         init_weights: bool = True,
     ):
-        if cfg.optim.clip_mode not in CLIP_MODES:
-            raise ValueError(
-                f"optim.clip_mode={cfg.optim.clip_mode!r} is unknown; use one of "
-                f"{', '.join(CLIP_MODES)}."
-            )
-        check_teacher_update(cfg.train.teacher_update)
         self.cfg, self.device, self.precision = cfg, device, precision
         self.world_size = dist.get_world_size()
-        if cfg.gram.weight > 0 and cfg.train.parallel == "fsdp" and self.world_size > 1:
-            raise ValueError(
-                "Gram anchoring (gram.weight > 0) is not supported with FSDP: use "
-                "train.parallel=ddp or gram.weight=0."
-            )
+        check_training_rules(cfg, self.world_size)  # config.validate's, before the model
         self.model = build_meta_arch(cfg, init_weights=init_weights).to(device)
         if self.world_size > 1:  # same initial weights everywhere, then distinct drop-path masks
             torch.manual_seed(cfg.train.seed + 1_000_003 * dist.get_rank())

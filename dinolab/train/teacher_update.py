@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-TEACHER_UPDATES = ("ema", "student_copy", "prev_iter", "prev_epoch")
+from dinolab.config.validate import TEACHER_UPDATES
 
 
 def check_teacher_update(rule: str) -> None:
