@@ -10,7 +10,7 @@ layer whose norm is frozen (`norm_last_layer`, the official default), drop-path 
   B: ViT-S/16, 2x224 + 6x96, K=65536, batch 8.
 
 One step is what each framework's trainer does per iteration:
-  dinolab   `Trainer._step` built by throughput.py's `build_step` (schedules, autocast forward +
+  dinolab   `TrainStep` built by throughput.py's `build_step` (schedules, autocast forward +
             loss, backward, per-parameter clip 3.0, last-layer check, AdamW, EMA teacher).
   official  facebookresearch/dino imported at run time from `--official-dir` (never copied):
             `vision_transformer.vit_tiny/vit_small` + `DINOHead` + `utils.MultiCropWrapper`,
