@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dinolab.config.loader import PRESET_DIR, ConfigError, _explain
+from dinolab.config.loader import PRESET_DIR, ConfigError, _explain, preset_path
 
 PREFIX = "finetune_"  # the fine-tuning presets' file names; the pretraining ones have none
 POOLS = ("cls", "cls+mean")
@@ -81,19 +81,6 @@ def list_finetune_presets() -> list[str]:
     return sorted(p.stem.removeprefix(PREFIX) for p in PRESET_DIR.glob(f"{PREFIX}*.yaml"))
 
 
-def _preset_path(preset: str) -> Path:
-    path = Path(preset)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return path
-    path = PRESET_DIR / f"{PREFIX}{preset.removeprefix(PREFIX)}.yaml"
-    if not path.is_file():
-        raise ConfigError(
-            f"Unknown fine-tuning preset '{preset}': choose one of "
-            f"{', '.join(list_finetune_presets())} or pass a path to a .yaml file."
-        )
-    return path
-
-
 def load_finetune_config(
     preset: str | None = None, overrides: list[str] | None = None, base: dict | None = None
 ) -> FinetuneConfig:
@@ -103,7 +90,7 @@ def load_finetune_config(
     if base is not None:
         sources.append((base, "the saved run config"))
     if preset:
-        path = _preset_path(preset)
+        path = preset_path(preset, PREFIX, "fine-tuning preset", list_finetune_presets)
         sources.append((OmegaConf.load(path), f"preset '{path.name}'"))
     for item in overrides or []:
         if "=" not in item:

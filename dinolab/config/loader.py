@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -29,15 +30,22 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml") if not p.stem.startswith("finetune_"))
 
 
-def _preset_path(preset: str) -> Path:
+def preset_path(
+    preset: str,
+    prefix: str = "",
+    kind: str = "preset",
+    names: Callable[[], list[str]] = list_presets,
+) -> Path:
+    """A .yaml path as given, else `presets/{prefix}{preset}.yaml` (`prefix` optional in
+    `preset`); one sentence naming the presets of that kind (`names()`) when there is none."""
     path = Path(preset)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return path
-    path = PRESET_DIR / f"{preset}.yaml"
+    path = PRESET_DIR / f"{prefix}{preset.removeprefix(prefix)}.yaml"
     if not path.is_file():
         raise ConfigError(
-            f"Unknown preset '{preset}': choose one of {', '.join(list_presets())} "
-            "or pass a path to a .yaml file."
+            f"Unknown {kind} '{preset}': choose one of {', '.join(names())} or pass a path to "
+            "a .yaml file."
         )
     return path
 
@@ -109,7 +117,7 @@ def load_config(
     if base is not None:
         cfg = _merge(cfg, base, schema, "the saved run config")
     if preset:
-        path = _preset_path(preset)
+        path = preset_path(preset)
         cfg = _merge(cfg, OmegaConf.load(path), schema, f"preset '{path.name}'")
     for item in overrides or []:
         if "=" not in item:

@@ -64,6 +64,25 @@ def test_unknown_preset_lists_known_ones():
         load_config("nope")
 
 
+def test_preset_path_for_each_kind_of_preset(tmp_path):
+    from dinolab.config.finetune import list_finetune_presets, load_finetune_config
+    from dinolab.config.loader import PRESET_DIR, preset_path
+
+    assert preset_path("quickstart") == PRESET_DIR / "quickstart.yaml"
+    own = tmp_path / "mine.yaml"
+    own.write_text("train:\n  epochs: 3\n")
+    assert preset_path(str(own)) == own and load_config(str(own)).train.epochs == 3
+    for name in ("cpu", "finetune_cpu"):  # the prefix is optional
+        assert preset_path(name, "finetune_") == PRESET_DIR / "finetune_cpu.yaml"
+    with pytest.raises(ConfigError) as err:
+        load_finetune_config("quickstart")  # a pretraining preset is not a fine-tuning one
+    assert str(err.value) == (
+        f"Unknown fine-tuning preset 'quickstart': choose one of "
+        f"{', '.join(list_finetune_presets())} or pass a path to a .yaml file."
+    )
+    assert "finetune_cpu" not in str(pytest.raises(ConfigError, load_config, "x").value)
+
+
 def test_override_without_equals():
     with pytest.raises(ConfigError, match="key=value"):
         load_config(overrides=["train.epochs"])
