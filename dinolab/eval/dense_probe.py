@@ -35,6 +35,22 @@ def resized_target(
     return t.flip(-1) if flip else t
 
 
+def cached_targets(
+    targets: list[np.ndarray], feats: DenseFeatures, patch: int, dtype: torch.dtype
+) -> Callable[[int, int, bool], torch.Tensor]:
+    """`target_of(i, s, flip)`: image i's target at the pixel size of its (scale index s, flip)
+    feature map (`resized_target`), computed once and kept."""
+    resized: dict = {}
+
+    def target_of(i: int, s: int, flip: bool) -> torch.Tensor:
+        if (i, s, flip) not in resized:
+            hw = tuple(x * patch for x in feats.get(i, s, flip).shape[-2:])
+            resized[(i, s, flip)] = resized_target(targets[i], hw, flip, dtype)
+        return resized[(i, s, flip)]
+
+    return target_of
+
+
 class CropSampler:
     """Batches of same-size crops of (features, target): random image, scale, flip and
     position; maps smaller than the crop are padded (features 0, target `pad`)."""

@@ -22,7 +22,7 @@ from torch import nn
 
 from dinolab.eval import dense_data as data
 from dinolab.eval.dense_features import extract_dense_features, upsample
-from dinolab.eval.dense_probe import CropSampler, resized_target, train_head
+from dinolab.eval.dense_probe import CropSampler, cached_targets, train_head
 from dinolab.eval.depth_metrics import KEYS, depth_scores, mean_scores
 from dinolab.eval.results import markdown_table, write_results
 from dinolab.models.patch_features import block_count, evenly_spaced_blocks, patch_size_of
@@ -117,13 +117,7 @@ def run_depth(
     t_features = time.perf_counter() - t0
 
     depths = [data.read_depth(d, data.read_image(i).shape[:2]) for i, d in train_pairs]
-    resized: dict = {}
-
-    def target_of(i: int, s: int, flip: bool) -> torch.Tensor:
-        if (i, s, flip) not in resized:
-            hw = tuple(x * patch for x in train_feats.get(i, s, flip).shape[-2:])
-            resized[(i, s, flip)] = resized_target(depths[i], hw, flip, torch.float32)
-        return resized[(i, s, flip)]
+    target_of = cached_targets(depths, train_feats, patch, torch.float32)
 
     head = LinearDepthHead(train_feats.dim, min_depth, max_depth)
     sampler = CropSampler(train_feats, target_of, len(train_pairs), max(1, crop // patch),

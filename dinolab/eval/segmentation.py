@@ -23,7 +23,7 @@ from torch import nn
 
 from dinolab.eval import dense_data as data
 from dinolab.eval.dense_features import extract_dense_features, unflip, upsample
-from dinolab.eval.dense_probe import CropSampler, resized_target, train_head
+from dinolab.eval.dense_probe import CropSampler, cached_targets, train_head
 from dinolab.eval.results import markdown_table, write_results
 from dinolab.eval.segmentation_metrics import ConfusionHistogram
 from dinolab.models.patch_features import block_count, patch_size_of
@@ -119,13 +119,7 @@ def run_segmentation(
     t_features = time.perf_counter() - t0
 
     masks = [data.read_mask(m, data.read_image(i).shape[:2], n_classes) for i, m in train_pairs]
-    resized: dict = {}
-
-    def target_of(i: int, s: int, flip: bool) -> torch.Tensor:
-        if (i, s, flip) not in resized:
-            hw = tuple(x * patch for x in train_feats.get(i, s, flip).shape[-2:])
-            resized[(i, s, flip)] = resized_target(masks[i], hw, flip, torch.uint8)
-        return resized[(i, s, flip)]
+    target_of = cached_targets(masks, train_feats, patch, torch.uint8)
 
     head = LinearSegHead(train_feats.dim, n_classes)
     sampler = CropSampler(train_feats, target_of, len(train_pairs), crop_cells, patch,

@@ -30,3 +30,19 @@ def test_resized_target_uses_nearest_and_mirrors():
     labels = np.array([[1, 2], [3, 4]], dtype=np.uint8)
     out = resized_target(labels, (4, 4), flip=True, dtype=torch.uint8)
     assert out.tolist() == [[2, 2, 1, 1], [2, 2, 1, 1], [4, 4, 3, 3], [4, 4, 3, 3]]
+
+
+def test_cached_targets_fit_each_map_and_are_resized_once(monkeypatch):
+    import numpy as np
+
+    from dinolab.eval import dense_probe
+
+    maps = {(0, 0, False): torch.zeros(1, 2, 2), (0, 1, True): torch.zeros(1, 3, 3)}
+    feats = DenseFeatures(maps, [1.0, 1.5], [False, True])
+    calls = []
+    real = dense_probe.resized_target
+    monkeypatch.setattr(dense_probe, "resized_target", lambda *a: calls.append(a[1:3]) or real(*a))
+    target_of = dense_probe.cached_targets([np.eye(4, dtype=np.uint8)], feats, 4, torch.uint8)
+    assert target_of(0, 0, False).shape == (8, 8) and target_of(0, 1, True).shape == (12, 12)
+    assert torch.equal(target_of(0, 1, True), target_of(0, 1, True))
+    assert calls == [((8, 8), False), ((12, 12), True)]  # each (image, scale, flip) once
