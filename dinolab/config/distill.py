@@ -39,9 +39,10 @@ class DistillConfig:
     patch_temp: float = 0.07  # temperature of the patch-to-patch similarity softmax
     # Several students from one teacher forward per step (recipe mode, one process), e.g.
     # [vit_tiny, small_resnet:embed_dim=64:depth=1]: each entry ARCH or ARCH:KEY=VALUE:...
-    # with KEY one of embed_dim, depth, num_heads, cifar_stem (unset: the arch's own); every
-    # other model.* key is shared. Each student has fresh heads, its own AdamW state (its own
-    # param groups: dinolab/train/student_set.py) and spare EMA, exported to
-    # out_dir/students/NAME/ (NAME: the entry, other characters than letters, digits, - and _
-    # as _); the first is also model.* and the run's own export. [] = one student, model.*.
+    # with KEY one of embed_dim, depth, num_heads, cifar_stem (unset: the arch's own sizes,
+    # cifar_stem false); every other model.* key is shared. Each student has fresh heads, its
+    # own AdamW state (its own param groups: dinolab/train/student_set.py) and spare EMA,
+    # exported to out_dir/students/NAME/ (NAME: the entry, other characters than letters,
+    # digits, - and _ as _); the first is also model.* and the run's own export.
+    # [] = one student, model.*.
     students: list[str] = field(default_factory=list)

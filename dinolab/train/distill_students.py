@@ -206,6 +206,7 @@ def export_students(cfg: Config) -> dict[str, str]:
         save_config(student_cfg, folder / CONFIG, [note])
         export_teacher(backbone, student_cfg, folder)
         written[name] = str(folder)
+        log.info("student %s: its EMA backbone is the run directory %s", name, folder)
     return written
 
 
