@@ -175,6 +175,8 @@ def test_the_ctrl_c_hint_says_what_was_saved(tmp_path):
         ("data.local_size=20", "set data.local_size to 16 or 24"),
         ("train.epochs=abc", "'train.epochs' in override 'train.epochs=abc' must be an int"),
         ("train.device=gpu", "device 'gpu' is not a device name"),
+        ("train.teacher_update=copy", "train.teacher_update='copy' is unknown; use one of ema"),
+        ("train.parallel=zero3", "train.parallel='zero3' is unknown; use one of ddp, fsdp."),
         pytest.param("train.device=cuda", "asks for a GPU, but PyTorch sees no CUDA GPU",
                      marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has a GPU")),
     ],
