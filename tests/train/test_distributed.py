@@ -169,6 +169,13 @@ def test_slurm_variables_become_torchrun_variables(monkeypatch):
     assert os.environ["MASTER_ADDR"] == "node7" and os.environ["MASTER_PORT"] == "29742"
 
 
+def test_launch_world_size_is_known_before_the_process_group(monkeypatch):
+    for env, size in [({}, 1), ({"WORLD_SIZE": "4"}, 4), ({"SLURM_NTASKS": "8"}, 8),
+                      ({"WORLD_SIZE": "2", "SLURM_NTASKS": "8"}, 2)]:  # fmt: skip
+        monkeypatch.setattr(os, "environ", env)
+        assert dist.launch_world_size() == size, env
+
+
 def test_activation_checkpointing_gives_the_same_weights(tmp_path):
     data = make_images(tmp_path / "images", n=8)
     weights = []
