@@ -1,11 +1,12 @@
-"""Distillation vs training from scratch at an equal number of steps (CPU, CIFAR-10 subset).
+"""Distillation vs training from scratch at equal time or steps (CPU, CIFAR-10 subset).
 
     python benchmarks/distill.py --teacher /tmp/q/q30/run --data /tmp/data/c10k --epochs 2 \
         --per-class 200 --out runs/bench_distill
 
 The teacher is a finished `cifar10_small_resnet` run (small_resnet E256, 1024 prototypes,
 DINO + Sinkhorn-Knopp), or one trained here for --teacher-minutes when --teacher is absent.
-Then, on `<data>/train` (or its first --per-class images of each class) for --epochs each, a
+Then, on `<data>/train` (or its first --per-class images of each class) for --epochs each (or
+--student-minutes of wall-clock each, the equal-time comparison), a
 half-width student (small_resnet E128): (a) distilled from the frozen teacher (`--preset
 distill_cpu`), (b) pretrained from scratch with the teacher's own recipe
 (`cifar10_small_resnet` at embed_dim 128). Reported: weighted 20-NN
@@ -94,6 +95,12 @@ def main() -> None:
     p.add_argument("--teacher-minutes", type=float, default=5.0)
     p.add_argument("--data", default="/tmp/data/c10k", help="folder with train/ and test/")
     p.add_argument("--epochs", type=int, default=3, help="epochs of each student run")
+    p.add_argument(
+        "--student-minutes",
+        type=float,
+        default=0.0,
+        help="give each student run this wall-clock budget instead of --epochs (equal time)",
+    )
     p.add_argument("--student-dim", type=int, default=128)
     p.add_argument(
         "--per-class", type=int, default=0, help="train on this many images per class (0: all)"
@@ -113,11 +120,14 @@ def main() -> None:
     result: dict = {"args": vars(args)}
     teacher = Path(args.teacher) if args.teacher else out / "teacher"
     if not args.teacher:
-        t = {**common, "out_dir": teacher, "train.time_budget": f"{args.teacher_minutes}min"}
+        budget = {"train.time_budget": f"{args.teacher_minutes}min", "train.epochs": 1000}
+        t = {**common, **budget, "out_dir": teacher}
         result["teacher_train_s"] = timed(
             pretrain, load_config("cifar10_small_resnet", overrides(t))
         )
     student = {"model.embed_dim": args.student_dim}
+    if args.student_minutes:
+        student |= {"train.time_budget": f"{args.student_minutes}min", "train.epochs": 1000}
     runs = {"distilled": out / "distilled", "scratch": out / "scratch"}
     cfg = load_config("distill_cpu", overrides({**common, **student, "out_dir": runs["distilled"],
                                                 "distill.teacher": teacher}))  # fmt: skip
