@@ -42,6 +42,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         num_workers=rt.num_workers,
         progress=rt.progress,
         descriptor=args.descriptor,
+        layers=args.layers,
+        cells=args.cells,
     )
     report.pop("bad_examples")
     print(json.dumps(report, indent=1))
@@ -64,6 +66,9 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         backend=args.backend,
         progress=not args.quiet,
         center=args.center,
+        whiten=args.whiten,
+        whiten_on=args.whiten_on,
+        whiten_power=args.whiten_power,
     )
     return _print(report, args.out)
 
@@ -119,6 +124,22 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     return _print(report, args.out)
 
 
+def _layers(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': give layer numbers like 1,2") from None
+
+
+def _whiten(text: str) -> str | int:
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': give dimensions to keep, or all") from None
+
+
 def _common(p: argparse.ArgumentParser, out_help: str) -> None:
     p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -140,8 +161,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--image-size", type=int, default=0, help="default: the model's own")
     e.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     e.add_argument("--chunk-size", type=int, default=4096, help="images between checkpoints")
-    e.add_argument("--descriptor", choices=["cls", "cls+gem"], default="cls",
-                   help="cls+gem: CLS and GeM of the patch tokens (copy detection)")  # fmt: skip
+    e.add_argument("--descriptor", choices=["cls", "cls+gem", "grid"], default="cls",
+                   help="cls+gem: CLS and GeM of the patch tokens (copy detection); "
+                        "grid: early layers pooled over a grid, flip-averaged (dedup)")  # fmt: skip
+    e.add_argument("--layers", type=_layers, default=[1, 2],
+                   help="grid: ResNet stages / ViT blocks read, 1-based (default 1,2)")  # fmt: skip
+    e.add_argument("--cells", type=int, default=3, help="grid: cells per side (default 3)")
     add_runtime_args(e)
     e.set_defaults(func=cmd_embed)
 
@@ -153,6 +178,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--against-threshold", type=float, default=0.45, help="cosine vs eval sets")
     d.add_argument("--center", action="store_true",
                    help="subtract the pool's mean embedding first (weak models)")  # fmt: skip
+    d.add_argument("--whiten", type=_whiten, default=None,
+                   help="PCA-whiten first, keeping N dimensions (or all); saved as "
+                        "whitening.pt and applied to --against too")  # fmt: skip
+    d.add_argument("--whiten-on", default=None,
+                   help="learn the whitening on this embedding folder, not on the pool "
+                        "(or reuse a saved whitening.pt as it is)")  # fmt: skip
+    d.add_argument("--whiten-power", type=float, default=0.5,
+                   help="eigenvalue power of the whitening (0.5: full whitening)")  # fmt: skip
     d.add_argument("--chunk-size", type=int, default=4096, help="k-NN queries per saved chunk")
     d.add_argument("--backend", **backend)
     _common(d, "stage folder (list.txt, report.json, duplicate_groups.png)")

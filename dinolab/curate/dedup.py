@@ -5,6 +5,12 @@ their k = 64 nearest neighbours (0.6 within the pool); connected components (uni
 groups of copies and one representative (the first in row order) stays. Against evaluation
 sets (`against`, threshold 0.45) every component that touches an evaluation image is dropped
 whole, so no near copy of a test image is trained on.
+
+`whiten`: PCA whitening (`eval.whitening`, power 0.5 by default, the first N principal
+directions kept) learned on the pool itself or on a separate embedding folder, as DINO's copy
+detection does; it is saved as whitening.pt in the output folder and applied the same way to
+the `against` sets (and, passed back as `whiten_on`, to a later run). Whitened cosines are
+lower than raw ones: measure the threshold (benchmarks/RESULTS.md, Data curation).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import torch.nn.functional as F
 from dinolab.curate.knn_search import knn_to_disk
 from dinolab.curate.store import Selection, write_stage
 from dinolab.curate.union_find import UnionFind
+from dinolab.eval.whitening import PCAWhitening
 
 SELF_THRESHOLD = 0.6
 AGAINST_THRESHOLD = 0.45
@@ -32,6 +39,39 @@ def first_of_each_hash(hashes: np.ndarray) -> np.ndarray:
     keep[first] = True
     keep[hashes == bytes(20)] = True
     return keep
+
+
+WHITENING = "whitening.pt"
+
+
+def fit_whitening(
+    x: torch.Tensor, dims: int | None = None, power: float = 0.5, source: str = "pool"
+) -> dict:
+    """PCA whitening of the rows of `x` keeping the first `dims` directions (None: all)."""
+    w = PCAWhitening.fit(x, power=power)
+    keep = w.projection.shape[0] if dims is None else max(1, min(int(dims), len(w.projection)))
+    return {"mean": w.mean, "projection": w.projection[:keep].contiguous(), "power": power,
+            "n_floored": w.n_floored, "source": source}  # fmt: skip
+
+
+def apply_whitening(whitening: dict, x: torch.Tensor) -> torch.Tensor:
+    """Whitened, re-normalised rows (the dimension the whitening was fitted on is checked)."""
+    if x.shape[1] != whitening["mean"].shape[0]:
+        raise ValueError(
+            f"the whitening was learned on {whitening['mean'].shape[0]}-d embeddings and these "
+            f"are {x.shape[1]}-d: learn it on embeddings of the same model and descriptor."
+        )
+    return F.normalize((x.float() - whitening["mean"]) @ whitening["projection"].T, dim=1)
+
+
+def load_whitening(source: str | Path, dims: int | None, power: float) -> dict:
+    """A saved whitening.pt as it is, or one learned on an embedding folder's rows."""
+    path = Path(source)
+    if path.is_file():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    from dinolab.curate.store import open_selection
+
+    return fit_whitening(open_selection(path).embeddings(), dims, power, str(path))
 
 
 def threshold_edges(sims: np.ndarray, idx: np.ndarray, threshold: float):
@@ -106,10 +146,18 @@ def dedup(
     progress: bool = True,
     figure_groups: int = 8,
     center: bool = False,
+    whiten: int | str | None = None,
+    whiten_on: str | Path | None = None,
+    whiten_power: float = 0.5,
 ) -> dict:
-    """Run both passes on `pool`, write the stage folder (+ duplicate_groups.png); the report."""
+    """Run both passes on `pool`, write the stage folder (+ duplicate_groups.png); the report.
+
+    `whiten`: dimensions kept by the PCA whitening ("all" or an int; None: no whitening),
+    learned on `whiten_on` (an embedding folder, or a saved whitening.pt) or on the pool."""
     t0 = time.perf_counter()
     out = Path(out_dir)
+    if whiten is not None and center:
+        raise ValueError("--whiten centres the embeddings already: give --center or --whiten.")
     exact_keep = first_of_each_hash(pool.hashes())
     rows = pool.rows[exact_keep]
     stage = Selection(pool.store, rows)
@@ -117,6 +165,16 @@ def dedup(
     if center:  # weak or small models: every cosine is high until the common mean is removed
         mean = x.mean(0)
         x, evals = F.normalize(x - mean, dim=1), [F.normalize(e - mean, dim=1) for e in evals]
+    whitening = None
+    if whiten is not None:
+        dims = None if whiten == "all" else int(whiten)
+        if whiten_on is None:
+            whitening = fit_whitening(x, dims, whiten_power)
+        else:
+            whitening = load_whitening(whiten_on, dims, whiten_power)
+        x, evals = apply_whitening(whitening, x), [apply_whitening(whitening, e) for e in evals]
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save(whitening, out / WHITENING)
     found = duplicate_components(
         x,
         evals,
@@ -145,6 +203,10 @@ def dedup(
         "threshold": threshold,
         "against_threshold": against_threshold,
         "center": center,
+        "whiten_dims": None if whitening is None else int(whitening["projection"].shape[0]),
+        "whiten_on": None if whitening is None else whitening["source"],
+        "whiten_power": None if whitening is None else whitening["power"],
+        "whiten_floored": None if whitening is None else whitening["n_floored"],
         "edges": found["edges"],
         "eval_edges": found["eval_edges"],
         "seconds": round(time.perf_counter() - t0, 2),

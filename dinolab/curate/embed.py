@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
+from dinolab.curate.grid import GRID_CELLS, GRID_LAYERS, grid_descriptor
 from dinolab.curate.store import (
     EMBEDDINGS,
     FILES,
@@ -52,14 +53,23 @@ def image_paths(images: str | Path | Sequence[str]) -> list[str]:
     return [str(Path(p).resolve()) for p in paths]
 
 
-DESCRIPTORS = ("cls", "cls+gem")
+DESCRIPTORS = ("cls", "cls+gem", "grid")
 
 
-def describe(model: nn.Module, images: torch.Tensor, descriptor: str = "cls") -> torch.Tensor:
+def describe(
+    model: nn.Module,
+    images: torch.Tensor,
+    descriptor: str = "cls",
+    layers: Sequence[int] = GRID_LAYERS,
+    cells: int = GRID_CELLS,
+) -> torch.Tensor:
     """CLS rows, or CLS + GeM (p = 4) of the patch tokens: more instance-specific, as DINO's
-    copy detection uses them."""
+    copy detection uses them; or `grid` (`curate.grid`): early layers' maps pooled over a
+    grid, flip-averaged, for near-copy dedup."""
     if descriptor == "cls":
         return backbone_tokens(model, images)
+    if descriptor == "grid":
+        return grid_descriptor(model, images, layers, cells)
     if not hasattr(model, "forward_features"):
         raise ValueError(f"{type(model).__name__} gives no patch tokens: use --descriptor cls.")
     out = model.forward_features(images)
@@ -115,8 +125,11 @@ def embed_images(
     num_workers: int = 0,
     progress: bool = True,
     descriptor: str = "cls",
+    layers: Sequence[int] = GRID_LAYERS,
+    cells: int = GRID_CELLS,
 ) -> dict:
-    """Embed every image into the store `out_dir` (resuming a matching one); the report."""
+    """Embed every image into the store `out_dir` (resuming a matching one); the report.
+    `layers` / `cells`: the `grid` descriptor's (ignored by the others)."""
     start_time = time.perf_counter()
     if descriptor not in DESCRIPTORS:
         raise ValueError(f"Unknown descriptor '{descriptor}': use {' or '.join(DESCRIPTORS)}.")
@@ -136,9 +149,11 @@ def embed_images(
         "precision": precision,
         "descriptor": descriptor,
     }
+    if descriptor == "grid":  # only here: stores of the other descriptors keep resuming
+        settings.update(layers=[int(i) for i in layers], cells=int(cells))
     probe = torch.zeros(1, 3, image_size, image_size, device=device)
     with autocast(device, precision):
-        dim = describe(model, probe, descriptor).shape[1]
+        dim = describe(model, probe, descriptor, layers, cells).shape[1]
     state = _open_store(out, paths, settings, dim)
     resumed_at = state["done"]
     if resumed_at:
@@ -163,7 +178,7 @@ def embed_images(
             bad += batch["skipped"]
             if batch["num_images"]:
                 with autocast(device, precision):
-                    feats = describe(model, batch["images"].to(device), descriptor)
+                    feats = describe(model, batch["images"].to(device), descriptor, layers, cells)
                 rows = batch["indices"].numpy()
                 emb[rows] = F.normalize(feats.float(), dim=1).cpu().numpy()
                 valid[rows] = True

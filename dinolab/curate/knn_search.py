@@ -121,6 +121,8 @@ def knn_to_disk(
     k = max(0, min(k, len(queries if base is None else base) - int(base is None)))
     state_file = out / f"{name}_progress.json"
     shape = {"queries": len(queries), "k": k, "base": None if base is None else len(base)}
+    # the sums tell other inputs of the same size apart (dedup with and without --whiten)
+    shape["sums"] = [round(float(t.double().sum()), 6) for t in (queries, base) if t is not None]
     state = read_json(state_file) if state_file.is_file() else None
     if state is None or state["shape"] != shape:
         open_memmap(out / f"{name}_sims.npy", "w+", np.float32, (len(queries), k)).flush()
