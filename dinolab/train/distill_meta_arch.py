@@ -62,6 +62,18 @@ class DistillMetaArch(HoldsFrozenTeacher, DINOv2MetaArch):
                 f"distill.teacher='{cfg.distill.teacher}' has no iBOT head: set ibot.weight=0."
             )
 
+    @torch.no_grad()
+    def update_teacher(self, momentum: float) -> None:
+        """The spare EMA's parameters, then its buffers: it never runs forward while training,
+        so its BatchNorm statistics would stay at their initial values (a BN student's export
+        would be broken); they follow the student's by the same EMA, counters copied."""
+        super().update_teacher(momentum)
+        for mine, theirs in zip(self.teacher.buffers(), self.student.buffers(), strict=True):
+            if mine.is_floating_point():
+                mine.lerp_(theirs, 1.0 - momentum)
+            else:
+                mine.copy_(theirs)
+
     def forward_loss(self, batch: dict, teacher_temp: float) -> dict[str, Tensor]:
         """One distillation step's loss (`loss`) and detached parts and monitors."""
         total, out = self._student_loss(self.student, self._targets(batch), teacher_temp)

@@ -100,6 +100,25 @@ def test_spare_ema_follows_the_momentum_schedule_and_is_exported(setup, straight
     assert differs
 
 
+def test_spare_ema_of_a_batchnorm_student_follows_its_running_statistics(setup, tmp_path):
+    """The spare EMA never runs forward: its BatchNorm statistics must follow the student's."""
+    trainer = _trainer(setup, tmp_path / "run", **{"model.arch": "small_resnet", "ibot.weight": 0})
+    ema, student = trainer.model.teacher, trainer.model.student
+    before = {n: b.detach().clone() for n, b in ema.named_buffers()}
+    trainer._step(next(iter(trainer.loader)))
+    trainer.close()
+    s = dict(student.named_buffers())
+    stats = [n for n in before if n.endswith(("running_mean", "running_var"))]
+    assert stats
+    for name in stats:
+        assert not torch.equal(s[name], before[name]), name  # the student's statistics moved
+        torch.testing.assert_close(
+            dict(ema.named_buffers())[name], 0.994 * before[name] + 0.006 * s[name]
+        )
+    for name in (n for n in before if n.endswith("num_batches_tracked")):
+        assert torch.equal(dict(ema.named_buffers())[name], s[name])
+
+
 def test_the_student_sees_no_mask_and_drops_no_path(setup, tmp_path):
     trainer = _trainer(setup, tmp_path / "run")  # tiny_overrides asks for drop_path 0.1
     cfg = trainer.cfg
