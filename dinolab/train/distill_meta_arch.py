@@ -28,7 +28,8 @@ from dinolab.train.meta_arch_dinov2 import DINOv2MetaArch
 
 class HoldsFrozenTeacher(torch.nn.Module):
     """A meta-arch with a `frozen` teacher held as a plain attribute (not a submodule: never
-    saved or synced) that still follows the model's `.to(device)` / channels_last."""
+    saved or synced) that still follows the model's `.to(device)` / channels_last, and a spare
+    EMA `teacher` of the student whose buffers follow the student's too."""
 
     frozen: FrozenTeacher
 
@@ -39,6 +40,18 @@ class HoldsFrozenTeacher(torch.nn.Module):
         super()._apply(fn, recurse)
         self.frozen._apply(fn, recurse)
         return self
+
+    @torch.no_grad()
+    def update_teacher(self, momentum: float) -> None:
+        """The spare EMA's parameters, then its buffers: it never runs forward while training,
+        so its BatchNorm statistics would stay at their initial values (a BN student's export
+        would be broken); they follow the student's by the same EMA, counters copied."""
+        super().update_teacher(momentum)
+        for mine, theirs in zip(self.teacher.buffers(), self.student.buffers(), strict=True):
+            if mine.is_floating_point():
+                mine.lerp_(theirs, 1.0 - momentum)
+            else:
+                mine.copy_(theirs)
 
 
 def sample_positions(num_images: int, num_patches: int, ratio: list[float]) -> Tensor:
@@ -61,18 +74,6 @@ class DistillMetaArch(HoldsFrozenTeacher, DINOv2MetaArch):
             raise ValueError(
                 f"distill.teacher='{cfg.distill.teacher}' has no iBOT head: set ibot.weight=0."
             )
-
-    @torch.no_grad()
-    def update_teacher(self, momentum: float) -> None:
-        """The spare EMA's parameters, then its buffers: it never runs forward while training,
-        so its BatchNorm statistics would stay at their initial values (a BN student's export
-        would be broken); they follow the student's by the same EMA, counters copied."""
-        super().update_teacher(momentum)
-        for mine, theirs in zip(self.teacher.buffers(), self.student.buffers(), strict=True):
-            if mine.is_floating_point():
-                mine.lerp_(theirs, 1.0 - momentum)
-            else:
-                mine.copy_(theirs)
 
     def forward_loss(self, batch: dict, teacher_temp: float) -> dict[str, Tensor]:
         """One distillation step's loss (`loss`) and detached parts and monitors."""

@@ -57,3 +57,5 @@ def test_a_frozen_random_teacher_lowers_the_feature_loss(teacher_file, tmp_path)
     assert torch.equal(
         exported.state_dict()["stem.0.weight"], state["teacher.backbone.stem.0.weight"]
     )
+    means = [v for k, v in exported.state_dict().items() if k.endswith("running_mean")]
+    assert means and all(v.abs().sum() > 0 for v in means)  # BN statistics followed the student
