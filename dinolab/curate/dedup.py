@@ -68,7 +68,8 @@ def load_whitening(source: str | Path, dims: int | None, power: float) -> dict:
     """A saved whitening.pt as it is, or one learned on an embedding folder's rows."""
     path = Path(source)
     if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        return {**saved, "source": f"{path} (learned on {saved['source']})"}
     from dinolab.curate.store import open_selection
 
     return fit_whitening(open_selection(path).embeddings(), dims, power, str(path))

@@ -65,7 +65,9 @@ def test_against_sets_and_later_runs_use_the_saved_whitening(tmp_path):
     assert torch.allclose(w["mean"], other.mean(0), atol=1e-6)  # learned on the separate set
     assert first["whiten_on"] == str(tmp_path / "sep") and first["whiten_dims"] == 8
     assert first["eval_overlap_images"] == 2  # the eval rows went through the same whitening
-    dedup(sel, tmp_path / "b", [evals], whiten_on=tmp_path / "a" / "whitening.pt", **kw)
+    again = dedup(sel, tmp_path / "b", [evals], whiten_on=tmp_path / "a" / "whitening.pt", **kw)
+    saved = tmp_path / "a" / "whitening.pt"
+    assert again["whiten_on"] == f"{saved} (learned on {tmp_path / 'sep'})"
     assert np.array_equal(np.load(tmp_path / "a" / "components.npy"),
                           np.load(tmp_path / "b" / "components.npy"))  # fmt: skip
     assert torch.equal(torch.load(tmp_path / "b" / "whitening.pt", weights_only=True)["projection"],
