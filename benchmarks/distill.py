@@ -1,7 +1,7 @@
 """Distillation vs training from scratch at equal time or steps (CPU, CIFAR-10 subset).
 
-    python benchmarks/distill.py --teacher /tmp/q/q30/run --data /tmp/data/c10k --epochs 2 \
-        --per-class 200 --out runs/bench_distill
+    python benchmarks/distill.py --teacher-minutes 20 --student-minutes 8 \
+        --data /tmp/data/c10k --out runs/bench_distill
 
 The teacher is a finished `cifar10_small_resnet` run (small_resnet E256, 1024 prototypes,
 DINO + Sinkhorn-Knopp), or one trained here for --teacher-minutes when --teacher is absent.
