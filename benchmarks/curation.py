@@ -19,6 +19,11 @@ small_resnet teacher here), written by `dinolab.curate.embed` into stores under 
    k-means, and over hierarchical k-means (with and without resampling); labels only score:
    normalised class entropy, KL to uniform (nats), smallest / largest class count (mean of 5
    seeds for random).
+   With --train-minutes M: `cifar10_small_resnet` pretrained for M wall-clock minutes on the
+   random subset (seed 0) and on the curated subset (levels 100,10 + resampling), same
+   recipe; each teacher scored by weighted 20-NN (T = 0.07) and logistic regression on the
+   balanced --eval-data (`train/` as memory bank, `test/` as queries), and with --pixels the
+   raw pixels (their logistic regression on 3072 dimensions takes minutes).
 3. Five rings (20000 / 200 / 1000 / 500 / 8000 points): 1000 points by random vs balanced
    sampling over k-means levels 50,5 with resampling; points per ring.
 Writes <out>/curation.json and prints markdown tables.
@@ -37,6 +42,7 @@ import torch
 from PIL import Image, ImageOps
 
 from dinolab.cli.options import resolve_model
+from dinolab.config.loader import load_config
 from dinolab.curate.dedup import threshold_edges
 from dinolab.curate.embed import embed_images
 from dinolab.curate.hierarchy import cluster_tree
@@ -45,8 +51,12 @@ from dinolab.curate.sampling import sample_tree
 from dinolab.curate.store import open_selection
 from dinolab.curate.union_find import connected_components
 from dinolab.data.datasets import decode_image, find_images
+from dinolab.eval.baselines import probe_scores, raw_pixel_features
 from dinolab.eval.copy_attacks import colour, crop_surface, jpeg
+from dinolab.eval.features import extract_features
 from dinolab.models.preprocessing import preprocessing_of
+from dinolab.run_dir import load_run_backbone
+from dinolab.train.pretrain import pretrain
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
 CLASSES = sorted(p.name for p in Path("/tmp/data/cifar10/train").iterdir())
@@ -168,7 +178,41 @@ def bench_balance(resolved, data: Path, scale: float, target: int, out: Path) ->
         tree = cluster_tree(x, levels, n_resample=rs, sample_size=10, n_init=3, progress=False)
         picked = sample_tree(tree, target, "random", seed=0)
         results[name] = {**class_scores(lab[picked]), "seconds": time.perf_counter() - t0}
+        results[name]["paths"] = [emb_paths[i] for i in picked]
+    results["random"]["paths"] = [
+        emb_paths[i] for i in np.random.default_rng(0).choice(len(lab), target, replace=False)
+    ]
     return results
+
+
+def bench_training(
+    balance: dict, minutes: float, eval_data: Path, out: Path, with_pixels: bool
+) -> dict:
+    """Equal-time pretraining on the random and the curated subset, scored on balanced data."""
+    mean, std = [0.4914, 0.4822, 0.4465], [0.247, 0.243, 0.261]
+    kw = dict(image_size=32, mean=tuple(mean), std=tuple(std), progress=False, num_workers=0)
+    rows = {}
+    for name in ("random", "levels 100,10 + resampling"):
+        run = out / ("train_" + name.split()[0].replace(",", ""))
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "subset.txt").write_text("\n".join(balance[name]["paths"]) + "\n")
+        cfg = load_config("cifar10_small_resnet", [
+            f"data.path={run / 'subset.txt'}", f"out_dir={run / 'run'}",
+            f"data.mean={mean}", f"data.std={std}", f"train.time_budget={minutes}min",
+            "train.epochs=100000", "train.progress=false", "train.loggers=[]",
+        ])  # fmt: skip
+        t0 = time.perf_counter()
+        pretrain(cfg)
+        seconds = round(time.perf_counter() - t0, 1)
+        net, _ = load_run_backbone(run / "run")
+        scores = probe_scores(extract_features(net, eval_data / "train", **kw),
+                              extract_features(net, eval_data / "test", **kw), k=20)  # fmt: skip
+        rows[name] = {**scores, "train_s": seconds}
+        print(name, rows[name], flush=True)
+    if with_pixels:
+        pixels = (raw_pixel_features(eval_data / "train"), raw_pixel_features(eval_data / "test"))
+        rows["raw pixels"] = probe_scores(*pixels, k=20)
+    return rows
 
 
 def bench_rings() -> dict:
@@ -197,6 +241,13 @@ def main() -> None:
     ap.add_argument("--target", type=int, default=2000)
     ap.add_argument("--descriptor", default="cls", choices=["cls", "cls+gem"], help="dedup's")
     ap.add_argument("--skip", nargs="*", default=[], choices=["dedup", "balance", "rings"])
+    ap.add_argument(
+        "--train-minutes", type=float, default=0.0, help="pretrain on random vs curated (0: no)"
+    )
+    ap.add_argument("--pixels", action="store_true", help="also score raw pixels (slow logreg)")
+    ap.add_argument(
+        "--eval-data", default="/tmp/data/c10k", help="balanced train/ + test/ for the 20-NN"
+    )
     args = ap.parse_args()
     torch.manual_seed(0)
     out = Path(args.out)
@@ -245,6 +296,14 @@ def main() -> None:
                 f"| {name} | {r['entropy']:.3f} | {r['kl_uniform']:.3f} | {r['min']:.0f} "
                 f"| {r['max']:.0f} |"
             )
+        if args.train_minutes:
+            result["training"] = t = bench_training(
+                b, args.train_minutes, Path(args.eval_data), out, args.pixels
+            )
+            print("| pretrained on | train s | 20-NN top-1 | linear top-1 |\n|---|---|---|---|")
+            for name, r in t.items():
+                print(f"| {name} | {r.get('train_s', '-')} | {r['knn_top1']:.2f} | "
+                      f"{r['linear_top1']:.2f} |")  # fmt: skip
     if "rings" not in args.skip:
         result["rings"] = r = bench_rings()
         print(
