@@ -84,9 +84,9 @@ def near_copy(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return img
 
 
-def bench_dedup(
-    resolved, data: Path, n_images: int, out: Path, descriptor: str = "cls", seed: int = 0
-) -> dict:
+def dedup_set(data: Path, n_images: int, out: Path, seed: int = 0):
+    """The first n_images of data (n_images // 10 a class) + a near-copy of 20 % of them
+    (paths, copies last) and the true (original row, copy row) pairs."""
     per_class = n_images // 10
     originals = [p for c in CLASSES for p in find_images(data / c)[:per_class]]
     rng = np.random.default_rng(seed)
@@ -99,14 +99,23 @@ def bench_dedup(
         if not path.is_file():
             near_copy(decode_image(originals[i]), rng).save(path)
         copies.append(str(path))
+    true = np.stack([copied, len(originals) + np.arange(len(copied))], 1)
+    return originals + copies, true
+
+
+def bench_dedup(
+    resolved, data: Path, n_images: int, out: Path, descriptor: str = "cls", seed: int = 0
+) -> dict:
+    images, pairs = dedup_set(data, n_images, out, seed)
+    n_orig = len(images) - len(pairs)
     store = out / f"emb_dedup_{descriptor.replace('+', '_')}"
-    x, paths, report = embed(resolved, originals + copies, store, descriptor)
-    assert len(paths) == len(originals) + len(copies)
-    n, n_orig = len(x), len(originals)
-    true = {(int(i), n_orig + j) for j, i in enumerate(copied.tolist())}
+    x, paths, report = embed(resolved, images, store, descriptor)
+    assert len(paths) == len(images)
+    n = len(x)
+    true = {(int(i), int(j)) for i, j in pairs}
     out_rows = {
         "originals": n_orig,
-        "copies": len(copies),
+        "copies": len(pairs),
         "embed": report,
         "descriptor": descriptor,
     }

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from curation import CLASSES, near_copy  # noqa: E402  (the same copies as curation.py)
+from curation import CLASSES, dedup_set  # noqa: E402  (the same copies as curation.py)
 
 from dinolab.cli.options import resolve_model  # noqa: E402
 from dinolab.curate.dedup import apply_whitening, dedup, fit_whitening, threshold_edges  # noqa: E402
@@ -42,7 +42,7 @@ from dinolab.curate.embed import embed_images  # noqa: E402
 from dinolab.curate.knn_search import knn  # noqa: E402
 from dinolab.curate.store import open_selection  # noqa: E402
 from dinolab.curate.union_find import connected_components  # noqa: E402
-from dinolab.data.datasets import decode_image, find_images  # noqa: E402
+from dinolab.data.datasets import find_images  # noqa: E402
 from dinolab.models.preprocessing import preprocessing_of  # noqa: E402
 
 THRESHOLDS = np.round(np.r_[np.arange(0.10, 0.90, 0.01), np.arange(0.90, 1.0, 0.001)], 3)
@@ -56,24 +56,6 @@ DESCRIPTORS = [
     ("grid 3x3, stages 1,2", "grid", [1, 2], 3),
     ("grid 3x3, stages 1-4", "grid", [1, 2, 3, 4], 3),
 ]
-
-
-def dedup_set(data: Path, n_images: int, out: Path, seed: int = 0):
-    """originals + copies (paths) and the true (original row, copy row) pairs."""
-    per_class = n_images // 10
-    originals = [p for c in CLASSES for p in find_images(data / c)[:per_class]]
-    rng = np.random.default_rng(seed)
-    copied = np.sort(rng.choice(len(originals), len(originals) // 5, replace=False))
-    copy_dir = out / "dedup_copies"
-    copy_dir.mkdir(parents=True, exist_ok=True)
-    copies = []
-    for j, i in enumerate(copied.tolist()):
-        path = copy_dir / f"copy_{j:05d}.png"
-        if not path.is_file():
-            near_copy(decode_image(originals[i]), rng).save(path)
-        copies.append(str(path))
-    true = np.stack([copied, len(originals) + np.arange(len(copied))], 1)
-    return originals + copies, true
 
 
 def store_tag(descriptor: str, layers, cells) -> str:
