@@ -5,7 +5,7 @@ from pathlib import Path
 from dinolab.config.loader import load_config
 from dinolab.train.pretrain import pretrain
 
-from .conftest import tiny_overrides
+from .conftest import make_images, tiny_overrides
 
 TEACHER_DINOV2 = {  # a 2-block ViT/8 DINOv2 run: DINO + iBOT (own head) + KoLeo, Sinkhorn-Knopp
     "ibot.weight": 1.0,
@@ -22,6 +22,12 @@ def make_teacher_run(data: Path, run: Path, **overrides) -> Path:
     """Pretrain the tiny teacher (3 steps) in `run`; returns `run`."""
     pretrain(load_config(overrides=tiny_overrides(data, run, **{**TEACHER_DINOV2, **overrides})))
     return run
+
+
+def images_and_teacher(tmp: Path) -> tuple[Path, Path]:
+    """Tiny images in `tmp`/images and the tiny teacher trained on them in `tmp`/teacher."""
+    data = make_images(tmp / "images")
+    return data, make_teacher_run(data, tmp / "teacher")
 
 
 def student_overrides(data: Path, out: Path, teacher: Path, **overrides) -> list[str]:

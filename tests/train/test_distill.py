@@ -20,15 +20,13 @@ from dinolab.train.interrupt import TrainingInterrupted
 from dinolab.train.schedules import cosine_schedule
 from dinolab.train.trainer import Trainer
 
-from .conftest import make_images, stop_after
-from .distill_helpers import make_teacher_run, student_config, student_overrides
+from .conftest import stop_after
+from .distill_helpers import images_and_teacher, student_config, student_overrides
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("distill")
-    data = make_images(tmp / "images")
-    return data, make_teacher_run(data, tmp / "teacher")
+    return images_and_teacher(tmp_path_factory.mktemp("distill"))
 
 
 @pytest.fixture(scope="module")

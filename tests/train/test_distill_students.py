@@ -21,7 +21,7 @@ from dinolab.train.optim import apply_schedules, build_optimizer, clip_gradients
 from dinolab.train.trainer import Trainer
 
 from .conftest import make_images, stop_after
-from .distill_helpers import make_teacher_run, student_config, student_overrides
+from .distill_helpers import images_and_teacher, student_config, student_overrides
 
 VIT = "vit_tiny:embed_dim=24:depth=2:num_heads=2"
 MIXED = {  # a ViT and a ResNet; EMA centring, so the centre is shared state to resume
@@ -35,9 +35,7 @@ TWO_VITS = {"distill.students": f"[{VIT}, vit_tiny:embed_dim=16:depth=1:num_head
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("students")
-    data = make_images(tmp / "images")
-    return data, make_teacher_run(data, tmp / "teacher")
+    return images_and_teacher(tmp_path_factory.mktemp("students"))
 
 
 @pytest.fixture(scope="module")
