@@ -30,6 +30,7 @@ from dinolab.config.loader import load_config
 from dinolab.eval.baselines import probe_scores, raw_pixel_features
 from dinolab.eval.features import extract_features
 from dinolab.models import build_backbone
+from dinolab.models.convert import sub_state
 from dinolab.models.weights import load_state_dict_strict
 from dinolab.run_dir import CHECKPOINT, load_checkpoint, load_run_backbone
 from dinolab.train.distill_run import distill
@@ -64,7 +65,7 @@ def raw_student(run: Path) -> torch.nn.Module:
     net = build_backbone(cfg.model)
     prefix = "student.backbone."
     state = load_checkpoint(run / CHECKPOINT)["model"]
-    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    weights = sub_state(state, prefix)
     load_state_dict_strict(net, weights, "the distilled student")
     return net.eval()
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from dinolab.config.loader import load_saved_config
 from dinolab.config.schema import Config, ModelConfig
+from dinolab.models.convert import sub_state
 from dinolab.models.preprocessing import Preprocessing, set_preprocessing
 from dinolab.models.weights import (
     build_inference_backbone,
@@ -198,11 +199,7 @@ def load_run_backbone(run: str | Path) -> tuple[nn.Module, Config]:
             "train it first with `dinolab pretrain`."
         )
     prefix = "teacher.backbone."
-    state = {
-        k[len(prefix) :]: v
-        for k, v in load_checkpoint(ckpt)["model"].items()
-        if k.startswith(prefix)
-    }
+    state = sub_state(load_checkpoint(ckpt)["model"], prefix)
     model_cfg = ModelConfig(**asdict(cfg.model))
     backbone = build_inference_backbone(model_cfg)  # the rule the run trained with
     load_state_dict_strict(backbone, state, f"the {model_cfg.arch} backbone")

@@ -51,6 +51,12 @@ _HEAD_RENAMES = {
 }
 
 
+def sub_state(state: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The entries of `state` under `prefix`, prefix removed: a submodule's state dict taken
+    from its parent's (e.g. `teacher.backbone.` of a run checkpoint)."""
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
 def strip_prefixes(sd: dict[str, Any], prefixes: tuple[str, ...] = WRAPPER_PREFIXES) -> dict:
     """Remove DDP / torch.compile wrapper prefixes, repeatedly (`module._orig_mod.x` -> `x`)."""
     out = {}
@@ -103,10 +109,10 @@ def split_training_checkpoint(obj: dict[str, Any], which: str = "teacher") -> tu
     sd = strip_prefixes({k: v for k, v in sd.items() if isinstance(v, Tensor)})
     if not any(k.startswith("backbone.") for k in sd):
         return sd, {}
-    backbone = {k[len("backbone.") :]: v for k, v in sd.items() if k.startswith("backbone.")}
+    backbone = sub_state(sd, "backbone.")
     head: dict[str, Tensor] = {}
     for prefix in ("head.", "dino_head."):
-        head = head or {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
+        head = head or sub_state(sd, prefix)
     return backbone, rename_head_keys(head)
 
 

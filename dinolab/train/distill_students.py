@@ -38,6 +38,7 @@ from dinolab.config.schema import Config, ModelConfig
 from dinolab.config.validate import _check_patch_sizes
 from dinolab.models import KNOWN_ARCHS
 from dinolab.models.adapters import is_adapter_arch
+from dinolab.models.convert import sub_state
 from dinolab.models.weights import build_inference_backbone, load_state_dict_strict
 from dinolab.run_dir import CHECKPOINT, CONFIG, SUMMARY, export_teacher, load_checkpoint
 from dinolab.train.distill_meta_arch import DistillMetaArch
@@ -193,7 +194,7 @@ def export_students(cfg: Config) -> dict[str, str]:
     written = {}
     for name, model in student_models(cfg).items():
         prefix = f"teacher.{name}.backbone."
-        weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        weights = sub_state(state, prefix)
         with torch.random.fork_rng(devices=[]):
             backbone: nn.Module = build_inference_backbone(model)
         load_state_dict_strict(backbone, weights, f"the EMA of student '{name}' in '{run}'")

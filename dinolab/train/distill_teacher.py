@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from dinolab.config.loader import load_saved_config
 from dinolab.config.schema import Config
+from dinolab.models.convert import sub_state
 from dinolab.models.weights import load_state_dict_strict
 from dinolab.run_dir import CHECKPOINT, CONFIG, TEACHER_FILE, load_checkpoint
 
@@ -137,7 +138,7 @@ def load_recipe_teacher(spec: str, student: Config) -> tuple[FrozenTeacher, Conf
         meta = DINOv2MetaArch(tcfg) if dinov2 else DINOMetaArch(tcfg)
     net = meta.teacher
     prefix = "teacher."
-    weights = {k[len(prefix) :]: v for k, v in state["model"].items() if k.startswith(prefix)}
+    weights = sub_state(state["model"], prefix)
     load_state_dict_strict(net, weights, f"the teacher network of '{run}'")
     head = net.head
     if isinstance(head, nn.ModuleDict):  # DINOv2: {"dino", "ibot"}; a shared head serves both
