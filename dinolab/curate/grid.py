@@ -6,66 +6,22 @@ than to other images of its kind. This descriptor reads feature maps of early la
 invariant), pools each over a cells x cells grid (GeM, p = 4, for the non-negative maps of a
 ResNet stage; the mean for a ViT's signed tokens) so the layout stays, L2-normalises each
 layer's part, and averages the parts of the image and of its mirror: a flipped copy gives
-the same row. Measured on CIFAR-10 near copies in benchmarks/RESULTS.md (Data curation).
+the same row (the maps: `models.patch_features.layer_maps`). Measured on CIFAR-10 near
+copies in benchmarks/RESULTS.md (Data curation).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dinolab.models.patch_features import layer_maps
+
 GRID_LAYERS = (1, 2)
 GRID_CELLS = 3
-
-
-def _stem_and_stages(model: nn.Module) -> tuple[Callable, list[nn.Module]] | None:
-    """(stem, stages) of a dinolab ResNet (`small_resnet` or a torchvision one), else None."""
-    if hasattr(model, "stem") and isinstance(getattr(model, "stages", None), nn.Sequential):
-        return model.stem, list(model.stages)
-    names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
-    if all(hasattr(model, n) for n in names):
-        m = model
-        return (lambda x: m.maxpool(m.relu(m.bn1(m.conv1(x))))), [
-            m.layer1,
-            m.layer2,
-            m.layer3,
-            m.layer4,
-        ]
-    return None
-
-
-def layer_count(model: nn.Module) -> int:
-    """Layers `layer_maps` can read: a ViT's blocks or a ResNet's stages (0: none)."""
-    if hasattr(model, "get_intermediate_layers"):
-        return int(getattr(model, "n_blocks", 0))
-    parts = _stem_and_stages(model)
-    return len(parts[1]) if parts else 0
-
-
-def layer_maps(model: nn.Module, images: Tensor, layers: Sequence[int]) -> list[Tensor]:
-    """Feature maps [B, C, h, w] after the listed layers (1-based: ResNet stages, ViT blocks),
-    in the order given; the network runs only as deep as the deepest one."""
-    count = layer_count(model)
-    if not count:
-        raise ValueError(
-            f"{type(model).__name__} exposes no intermediate feature maps (ResNet stages or ViT "
-            "blocks): use --descriptor cls or cls+gem."
-        )
-    if not layers or min(layers) < 1 or max(layers) > count:
-        raise ValueError(f"--layers {list(layers)}: this model has layers 1..{count}.")
-    if hasattr(model, "get_intermediate_layers"):
-        outs = model.get_intermediate_layers(images, [i - 1 for i in layers], reshape=True)
-        by_block = dict(zip(sorted(set(layers)), outs, strict=True))
-        return [by_block[i].float() for i in layers]
-    stem, stages = _stem_and_stages(model)
-    h, found = stem(images), {}
-    for i, stage in enumerate(stages[: max(layers)], start=1):
-        h = stage(h)
-        found[i] = h
-    return [found[i].float() for i in layers]
 
 
 def grid_pool(fmap: Tensor, cells: int, p: float | None = 4.0) -> Tensor:

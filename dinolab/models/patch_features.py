@@ -4,11 +4,13 @@ A ViT gives its patch tokens after the final norm, of the last block or of sever
 (concatenated along channels), optionally with its CLS token repeated at every patch (DINOv2's
 depth probe). A convolutional backbone (ResNet, small_resnet, torchvision / timm conv nets)
 gives its last feature map: one cell per `patch_size` pixels, its mean as the CLS token.
+`layer_maps` reads earlier maps one by one (ResNet stages, ViT blocks), for descriptors that
+need less invariant features than the last layer's (`curate.grid`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -84,3 +86,50 @@ def patch_feature_map(
                 raise ValueError(f"{what} gives no CLS token to put beside its patches.")
             parts.append(cls.float()[:, :, None, None].expand(-1, -1, *fmap.shape[-2:]))
     return torch.cat(parts, dim=1)
+
+
+def _stem_and_stages(model: nn.Module) -> tuple[Callable, list[nn.Module]] | None:
+    """(stem, stages) of a dinolab ResNet (`small_resnet` or a torchvision one), else None."""
+    if hasattr(model, "stem") and isinstance(getattr(model, "stages", None), nn.Sequential):
+        return model.stem, list(model.stages)
+    names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+    if all(hasattr(model, n) for n in names):
+        m = model
+        return (lambda x: m.maxpool(m.relu(m.bn1(m.conv1(x))))), [
+            m.layer1,
+            m.layer2,
+            m.layer3,
+            m.layer4,
+        ]
+    return None
+
+
+def layer_count(model: nn.Module) -> int:
+    """Layers `layer_maps` can read: a ViT's blocks or a ResNet's stages (0: none)."""
+    if hasattr(model, "get_intermediate_layers"):
+        return int(getattr(model, "n_blocks", 0))
+    parts = _stem_and_stages(model)
+    return len(parts[1]) if parts else 0
+
+
+def layer_maps(model: nn.Module, images: Tensor, layers: Sequence[int]) -> list[Tensor]:
+    """Feature maps [B, C, h, w] after the listed layers (1-based: ResNet stages, ViT blocks),
+    in the order given; the network runs only as deep as the deepest one."""
+    count = layer_count(model)
+    if not count:
+        raise ValueError(
+            f"{type(model).__name__} exposes no intermediate feature maps (ResNet stages or ViT "
+            "blocks): use --descriptor cls or cls+gem."
+        )
+    if not layers or min(layers) < 1 or max(layers) > count:
+        raise ValueError(f"--layers {list(layers)}: this model has layers 1..{count}.")
+    if hasattr(model, "get_intermediate_layers"):
+        outs = model.get_intermediate_layers(images, [i - 1 for i in layers], reshape=True)
+        by_block = dict(zip(sorted(set(layers)), outs, strict=True))
+        return [by_block[i].float() for i in layers]
+    stem, stages = _stem_and_stages(model)
+    h, found = stem(images), {}
+    for i, stage in enumerate(stages[: max(layers)], start=1):
+        h = stage(h)
+        found[i] = h
+    return [found[i].float() for i in layers]

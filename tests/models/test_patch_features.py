@@ -4,9 +4,15 @@ import torch
 from dinolab.models.patch_features import (
     block_count,
     evenly_spaced_blocks,
+    layer_count,
+    layer_maps,
     patch_feature_map,
     patch_size_of,
 )
+from dinolab.models.resnet import ResNetBackbone
+from dinolab.models.small_resnet import SmallResNet
+from dinolab.models.vision_transformer import VisionTransformer
+from tests.curate.toys import PixelNet
 from tests.eval.conftest import tiny_vit
 from tests.eval.dense_sets import PatchMean
 
@@ -58,3 +64,33 @@ def test_a_module_without_a_patch_grid_is_one_sentence():
     with pytest.raises(ValueError, match="no patch-token grid"):
         patch_size_of(torch.nn.Linear(2, 2))
     assert patch_size_of(PatchMean()) == 8
+
+
+def _net() -> SmallResNet:
+    torch.manual_seed(0)
+    return SmallResNet(embed_dim=32).eval()
+
+
+@torch.no_grad()
+def test_layer_maps_are_the_backbones_own_stages_and_blocks():
+    x = torch.randn(2, 3, 32, 32)
+    net = _net()
+    s1, s4, s2 = layer_maps(net, x, [1, 4, 2])
+    assert torch.allclose(s4, net.feature_map(x))
+    assert torch.allclose(s1, net.stages[0](net.stem(x)))
+    assert s1.shape == (2, 4, 32, 32) and s2.shape == (2, 8, 16, 16)
+    rn = ResNetBackbone("resnet18").eval()
+    assert layer_count(rn) == 4
+    assert torch.allclose(layer_maps(rn, x, [4])[0], rn.feature_map(x), atol=1e-6)
+    vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=16, depth=3, num_heads=2).eval()
+    ref = vit.get_intermediate_layers(x, [0, 2], reshape=True)
+    last, first = layer_maps(vit, x, [3, 1])
+    assert torch.allclose(first, ref[0]) and torch.allclose(last, ref[1])
+    assert first.shape == (2, 16, 4, 4)
+
+
+def test_layers_a_model_lacks_are_one_sentence():
+    with pytest.raises(ValueError, match="exposes no intermediate feature maps"):
+        layer_maps(PixelNet(), torch.zeros(1, 3, 16, 16), [1])
+    with pytest.raises(ValueError, match=r"has layers 1\.\.4"):
+        layer_maps(_net(), torch.zeros(1, 3, 16, 16), [5])
