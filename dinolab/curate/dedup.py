@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from dinolab.curate.knn_search import knn_to_disk
-from dinolab.curate.store import Selection, write_stage
+from dinolab.curate.store import Selection, open_selection, write_stage
 from dinolab.curate.union_find import UnionFind
 from dinolab.eval.whitening import PCAWhitening
 
@@ -70,8 +70,6 @@ def load_whitening(source: str | Path, dims: int | None, power: float) -> dict:
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         return {**saved, "source": f"{path} (learned on {saved['source']})"}
-    from dinolab.curate.store import open_selection
-
     return fit_whitening(open_selection(path).embeddings(), dims, power, str(path))
 
 
