@@ -51,9 +51,8 @@ from dinolab.curate.sampling import sample_tree
 from dinolab.curate.store import open_selection
 from dinolab.curate.union_find import connected_components
 from dinolab.data.datasets import decode_image, find_images
-from dinolab.eval.baselines import probe_scores, raw_pixel_features
+from dinolab.eval.baselines import backbone_scores, probe_scores, raw_pixel_features
 from dinolab.eval.copy_attacks import colour, crop_surface, jpeg
-from dinolab.eval.features import extract_features
 from dinolab.models.preprocessing import preprocessing_of
 from dinolab.run_dir import load_run_backbone
 from dinolab.train.pretrain import pretrain
@@ -214,8 +213,7 @@ def bench_training(
         pretrain(cfg)
         seconds = round(time.perf_counter() - t0, 1)
         net, _ = load_run_backbone(run / "run")
-        scores = probe_scores(extract_features(net, eval_data / "train", **kw),
-                              extract_features(net, eval_data / "test", **kw), k=20)  # fmt: skip
+        scores = backbone_scores(net, eval_data / "train", eval_data / "test", **kw)
         rows[name] = {**scores, "train_s": seconds}
         print(name, rows[name], flush=True)
     if with_pixels:

@@ -27,8 +27,7 @@ from pathlib import Path
 import torch
 
 from dinolab.config.loader import load_config
-from dinolab.eval.baselines import probe_scores, raw_pixel_features
-from dinolab.eval.features import extract_features
+from dinolab.eval.baselines import backbone_scores, probe_scores, raw_pixel_features
 from dinolab.models import build_backbone
 from dinolab.models.convert import sub_state
 from dinolab.models.weights import load_state_dict_strict
@@ -68,13 +67,6 @@ def raw_student(run: Path) -> torch.nn.Module:
     weights = sub_state(state, prefix)
     load_state_dict_strict(net, weights, "the distilled student")
     return net.eval()
-
-
-def evaluate(net: torch.nn.Module, train_root: Path, test_root: Path, mean, std) -> dict:
-    kw = dict(image_size=32, mean=tuple(mean), std=tuple(std), progress=False, num_workers=0)
-    train = extract_features(net, train_root, **kw)
-    test = extract_features(net, test_root, **kw)
-    return probe_scores(train, test, k=20)
 
 
 def table(rows: dict) -> str:
@@ -158,7 +150,8 @@ def main() -> None:
         bank = class_subset(bank, out / "eval_train", args.eval_per_class)
     rows: dict = {}
     for name, ((net, run_cfg), seconds) in nets.items():
-        rows[name] = evaluate(net, bank, data / "test", run_cfg.data.mean, run_cfg.data.std)
+        kw = dict(image_size=32, mean=tuple(run_cfg.data.mean), std=tuple(run_cfg.data.std))
+        rows[name] = backbone_scores(net, bank, data / "test", progress=False, num_workers=0, **kw)
         rows[name]["params"] = f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f}M"
         rows[name]["train_s"] = seconds
         print(name, rows[name], flush=True)

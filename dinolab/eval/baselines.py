@@ -56,6 +56,20 @@ def probe_scores(train: dict, test: dict, k: int, temperature: float = 0.07) -> 
     return {"knn_top1": knn["top1"], "knn_top5": knn["top5"], "linear_top1": linear["top1"]}
 
 
+def backbone_scores(
+    net: torch.nn.Module,
+    train_root: str | Path,
+    test_root: str | Path,
+    k: int = 20,
+    temperature: float = 0.07,
+    **feature_kwargs,
+) -> dict:
+    """`probe_scores` of a backbone's features of two class folders (memory bank, queries)."""
+    train = extract_features(net, train_root, **feature_kwargs)
+    test = extract_features(net, test_root, **feature_kwargs)
+    return probe_scores(train, test, k, temperature)
+
+
 def compare_with_baselines(
     cfg: Config,
     backbone: torch.nn.Module,
@@ -76,13 +90,11 @@ def compare_with_baselines(
         | feature_kwargs
     )
 
-    def features(net: torch.nn.Module) -> tuple[dict, dict]:
-        return extract_features(net, train_root, **kw), extract_features(net, val_root, **kw)
-
     t = cfg.eval.temperature
     pixels = (raw_pixel_features(train_root), raw_pixel_features(val_root))
+    random_init = random_init_backbone(cfg)
     return {
         "raw pixels": probe_scores(*pixels, k, t),
-        "random init": probe_scores(*features(random_init_backbone(cfg)), k, t),
-        "trained": probe_scores(*features(backbone), k, t),
+        "random init": backbone_scores(random_init, train_root, val_root, k, t, **kw),
+        "trained": backbone_scores(backbone, train_root, val_root, k, t, **kw),
     }
