@@ -58,13 +58,16 @@ def test_cifar10_small_resnet_is_the_measured_cpu_recipe():
     assert (cfg.head.out_dim, cfg.optim.base_lr, cfg.data.num_local_crops) == (1024, 0.004, 4)
 
 
-def test_cpu_fast_is_the_cifar10_recipe_with_generic_normalisation():
+def test_cpu_fast_is_the_cifar10_recipe_with_two_near_full_crops():
+    """Same network, head, targets and optimiser; generic normalisation and, measured better at
+    budgets of minutes on clothing and CIFAR-10 (RESULTS.md), two 0.8-1 crops, no local crops."""
     fast, cifar = load_config("cpu_fast"), load_config("cifar10_small_resnet")
     assert (fast.loss.centering, fast.train.batch_size) == ("sinkhorn", 32)
     assert fast.data.augment_impl == "batched"  # 32 px crops: 4x less data CPU than PIL
     for group in ("model", "head", "teacher", "loss", "optim"):
         assert getattr(fast, group) == getattr(cifar, group), group
-    keys = ("global_size", "local_size", "num_local_crops", "global_scale", "local_scale")
-    for key in (*keys, "augment_impl", "cache_decoded"):
+    for key in ("global_size", "local_size", "augment_impl", "cache_decoded"):
         assert getattr(fast.data, key) == getattr(cifar.data, key), key
+    assert (fast.data.num_local_crops, fast.data.global_scale) == (0, [0.8, 1.0])
+    assert (cifar.data.num_local_crops, cifar.data.global_scale) == (4, [0.4, 1.0])
     assert fast.data.mean == Config().data.mean != cifar.data.mean
