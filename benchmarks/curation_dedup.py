@@ -58,6 +58,33 @@ DESCRIPTORS = [
 ]
 
 
+# post-processing of the embeddings: name -> `curate.dedup.dedup` options (the end-to-end run
+# takes them as they are; whiten_on=True stands for the separate set's store)
+POSTS = {
+    "raw": {},
+    "centred": {"center": True},
+    "whitened on the pool": {"whiten": "all"},
+    "whitened on the pool, power 0.75": {"whiten": "all", "whiten_power": 0.75},
+    "whitened on a separate set": {"whiten": "all", "whiten_on": True},
+    "whitened on a separate set, power 0.75": {
+        "whiten": "all",
+        "whiten_on": True,
+        "whiten_power": 0.75,
+    },
+}
+
+
+def post_process(x: torch.Tensor, w: torch.Tensor, opts: dict) -> torch.Tensor:
+    """The pool's rows `x` as `dedup` with `opts` compares them (`w`: the separate set)."""
+    if opts.get("center"):
+        return F.normalize(x - x.mean(0), dim=1)
+    if "whiten" not in opts:
+        return x
+    fit_on = w if opts.get("whiten_on") else x
+    power = {"power": opts["whiten_power"]} if "whiten_power" in opts else {}
+    return apply_whitening(fit_whitening(fit_on, **power), x)
+
+
 def store_tag(descriptor: str, layers, cells) -> str:
     grid = "" if layers is None else f"_l{''.join(map(str, layers))}_c{cells}"
     return descriptor.replace("+", "_") + grid
@@ -133,16 +160,7 @@ def main() -> None:
         x = embed(resolved, paths, out / f"emb_{tag}", descriptor, layers, cells)
         w = embed(resolved, white_paths, out / f"white_{tag}", descriptor, layers, cells)
         embed_s = time.perf_counter() - t0
-        posts = {
-            "raw": x,
-            "centred": F.normalize(x - x.mean(0), dim=1),
-            "whitened on the pool": apply_whitening(fit_whitening(x), x),
-            "whitened on the pool, power 0.75": apply_whitening(fit_whitening(x, power=0.75), x),
-            "whitened on a separate set": apply_whitening(fit_whitening(w), x),
-            "whitened on a separate set, power 0.75": apply_whitening(
-                fit_whitening(w, power=0.75), x
-            ),
-        }
+        posts = {post: post_process(x, w, opts) for post, opts in POSTS.items()}
         for post, emb in posts.items():
             r = {"descriptor": name, "dim": int(x.shape[1]), "post": post,
                  "embed_s": embed_s, **sweep(emb, true)}  # fmt: skip
@@ -155,13 +173,9 @@ def main() -> None:
     best = max(result["rows"], key=lambda r: r["best"]["f1"])
     spec = next(d for d in DESCRIPTORS if d[0] == best["descriptor"])
     tag = store_tag(*spec[1:])
-    kw = {"raw": {}, "centred": {"center": True},
-          "whitened on the pool": {"whiten": "all"},
-          "whitened on the pool, power 0.75": {"whiten": "all", "whiten_power": 0.75},
-          "whitened on a separate set": {"whiten": "all", "whiten_on": out / f"white_{tag}"},
-          "whitened on a separate set, power 0.75": {
-              "whiten": "all", "whiten_on": out / f"white_{tag}", "whiten_power": 0.75}
-          }[best["post"]]  # fmt: skip
+    kw = dict(POSTS[best["post"]])
+    if "whiten_on" in kw:  # the separate set's store of this descriptor
+        kw["whiten_on"] = out / f"white_{tag}"
     t = best["best"]["threshold"]
     e2e = {}
     for run, extra in (("fit", {}), ("reload", {})):
