@@ -117,3 +117,8 @@ class ResNetBackbone(FeatureMapBackbone):
         """The last stage's output [B, C, H/32, W/32]."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    @property
+    def blocks(self) -> list[nn.Module]:
+        """The four stages: the units activation checkpointing, compile and FSDP work on."""
+        return [self.layer1, self.layer2, self.layer3, self.layer4]

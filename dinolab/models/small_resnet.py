@@ -75,3 +75,8 @@ class SmallResNet(FeatureMapBackbone):
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's output [B, E, H/8, W/8]."""
         return self.stages(self.stem(x))
+
+    @property
+    def blocks(self) -> list[nn.Module]:
+        """The stages: the units activation checkpointing, compile and FSDP work on."""
+        return list(self.stages)

@@ -9,7 +9,9 @@ sharded variants here.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -35,14 +37,8 @@ class LossModule(nn.Module):
 
 
 def blocks_of(backbone: nn.Module) -> list[nn.Module]:
-    """The repeated units: ViT blocks, or ResNet stages."""
-    if hasattr(backbone, "blocks"):
-        return list(backbone.blocks)
-    return [
-        getattr(backbone, n)
-        for n in ("layer1", "layer2", "layer3", "layer4")
-        if hasattr(backbone, n)
-    ]
+    """The repeated units every dinolab backbone lists as `blocks`: ViT blocks, ResNet stages."""
+    return list(getattr(backbone, "blocks", ()))
 
 
 def uses_channels_last(cfg: Config) -> bool:
@@ -52,13 +48,43 @@ def uses_channels_last(cfg: Config) -> bool:
     return arch.startswith("resnet") or arch == "small_resnet"
 
 
+@contextlib.contextmanager
+def _frozen_batch_stats(block: nn.Module) -> Iterator[None]:
+    """BatchNorm layers normalise by the batch as in the forward pass (same saved tensors) but
+    leave their running statistics as they were: the recomputation in backward must not count
+    the batch a second time. Momentum 0 keeps the averages bit for bit; the counter is put back."""
+    norms = [
+        m
+        for m in block.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, count) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(count)
+
+
+def _checkpoint_contexts(block: nn.Module) -> tuple:
+    """(forward, recomputation) contexts for `checkpoint`'s `context_fn`."""
+    return contextlib.nullcontext(), _frozen_batch_stats(block)
+
+
 def checkpoint_activations(backbone: nn.Module) -> None:
     """Recompute each block in backward instead of keeping its activations (memory for time).
 
-    Overrides the instance's `forward`, so parameter names and checkpoints are unchanged.
+    Overrides the instance's `forward`, so parameter names and checkpoints are unchanged; the
+    recomputation leaves BatchNorm's running statistics as the forward pass left them.
     """
     for blk in blocks_of(backbone):
-        blk.forward = functools.partial(checkpoint, blk.forward, use_reentrant=False)
+        contexts = functools.partial(_checkpoint_contexts, blk)
+        blk.forward = functools.partial(
+            checkpoint, blk.forward, use_reentrant=False, context_fn=contexts
+        )
 
 
 def compile_blocks(backbone: nn.Module) -> None:

@@ -5,6 +5,7 @@ Each torchrun launch costs a few seconds of interpreter start-up, so the file ma
 mismatched-config and dead-rank errors.
 """
 
+import functools
 import json
 import os
 import re
@@ -176,13 +177,24 @@ def test_launch_world_size_is_known_before_the_process_group(monkeypatch):
         assert dist.launch_world_size() == size, env
 
 
-def test_activation_checkpointing_gives_the_same_weights(tmp_path):
+SMALL_RESNET = {"model.arch": "small_resnet", "model.embed_dim": 32, "model.depth": 1,
+                "model.drop_path_rate": 0.0, "data.num_local_crops": 0}  # fmt: skip
+
+
+@pytest.mark.parametrize("arch", [{}, SMALL_RESNET], ids=["vit", "small_resnet"])
+def test_activation_checkpointing_gives_the_same_weights(tmp_path, arch):
+    """Same weights and, for the ResNet, the same BatchNorm statistics: the recomputation in
+    backward must not count a batch twice."""
     data = make_images(tmp_path / "images", n=8)
     weights = []
     for ac in (False, True):
-        over = {"train.activation_checkpointing": ac, "train.max_steps": 1}
+        over = {**arch, "train.activation_checkpointing": ac, "train.max_steps": 2}
         trainer = Trainer(load_config(overrides=overrides(data, tmp_path / f"ac{ac}", **over)))
         trainer.fit()
+        blocks = trainer.model.student.backbone.blocks
+        assert len(blocks) > 1
+        assert all(isinstance(b.forward, functools.partial) for b in blocks) == ac
         weights.append(trainer.model.state_dict())
     for k, v in weights[0].items():
         assert torch.equal(v, weights[1][k]), k
+
