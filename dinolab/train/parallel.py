@@ -43,9 +43,11 @@ def blocks_of(backbone: nn.Module) -> list[nn.Module]:
 
 def uses_channels_last(cfg: Config) -> bool:
     """ResNets run faster with NHWC tensors (cuDNN and oneDNN; small_resnet, 2x48 + 4x24 crops,
-    batch 64, bf16 on 2 AVX512-BF16 cores: 0.51 s per step NCHW, 0.41 s NHWC); ViTs patchify."""
+    batch 64, bf16 on 2 AVX512-BF16 cores: 0.51 s per step NCHW, 0.41 s NHWC); ViTs patchify.
+    Not under FSDP2, which cannot shard NHWC (non-contiguous) weights."""
     arch = cfg.model.arch
-    return arch.startswith("resnet") or arch == "small_resnet"
+    resnet = arch.startswith("resnet") or arch == "small_resnet"
+    return resnet and cfg.train.parallel != "fsdp"
 
 
 @contextlib.contextmanager

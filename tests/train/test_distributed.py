@@ -198,3 +198,17 @@ def test_activation_checkpointing_gives_the_same_weights(tmp_path, arch):
     for k, v in weights[0].items():
         assert torch.equal(v, weights[1][k]), k
 
+
+def test_resnets_run_channels_last_except_under_fsdp():
+    """FSDP2 cannot shard NHWC (non-contiguous) weights: a small_resnet FSDP run failed with
+    NotImplementedError before its first step."""
+    from dinolab.config.schema import Config
+    from dinolab.train.parallel import uses_channels_last
+
+    cfg = Config()
+    cfg.model.arch = "small_resnet"
+    assert uses_channels_last(cfg)
+    cfg.train.parallel = "fsdp"
+    assert not uses_channels_last(cfg)
+    cfg.model.arch, cfg.train.parallel = "vit_small", "ddp"
+    assert not uses_channels_last(cfg)
