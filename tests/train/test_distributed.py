@@ -18,8 +18,10 @@ import torch
 
 from dinolab import distributed as dist
 from dinolab.config.loader import load_config
+from dinolab.config.schema import Config
 from dinolab.train.checkpoint import load_checkpoint
 from dinolab.train.monitor import read_metrics
+from dinolab.train.parallel import uses_channels_last
 from dinolab.train.pretrain import pretrain
 from dinolab.train.trainer import Trainer, per_process_batch
 
@@ -202,9 +204,6 @@ def test_activation_checkpointing_gives_the_same_weights(tmp_path, arch):
 def test_resnets_run_channels_last_except_under_fsdp():
     """FSDP2 cannot shard NHWC (non-contiguous) weights: a small_resnet FSDP run failed with
     NotImplementedError before its first step."""
-    from dinolab.config.schema import Config
-    from dinolab.train.parallel import uses_channels_last
-
     cfg = Config()
     cfg.model.arch = "small_resnet"
     assert uses_channels_last(cfg)
