@@ -116,7 +116,9 @@ class ResNetBackbone(FeatureMapBackbone):
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's output [B, C, H/32, W/32]."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for stage in self.blocks:
+            x = stage(x)
+        return x
 
     @property
     def blocks(self) -> list[nn.Module]:
