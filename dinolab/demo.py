@@ -43,9 +43,13 @@ def demo_args(extra: list[str]) -> list[str]:
     ]
 
 
+def last_value(args: list[str], key: str) -> str:
+    """The value of the last `key=` override: the one the config loader keeps."""
+    return [a for a in args if a.startswith(f"{key}=")][-1].split("=", 1)[1]
+
+
 def run_dir_of(args: list[str]) -> Path:
-    """The last `out_dir=` wins, as in the config loader."""
-    return Path([a for a in args if a.startswith("out_dir=")][-1].split("=", 1)[1])
+    return Path(last_value(args, "out_dir"))
 
 
 def baseline_table(run_dir: Path) -> str:
@@ -105,13 +109,14 @@ def main() -> int:
     from dinolab.hardware import probe_cpu, resolve_precision
 
     cpu = probe_cpu()
+    args = demo_args(sys.argv[1:])
     print(
         f"Machine: {cpu.model}, {cpu.cores} cores, torch capability {cpu.capability}; "
-        f"{resolve_precision('auto', 'cpu')[1]}. Training budget: {DEMO_BUDGET}.",
+        f"{resolve_precision('auto', 'cpu')[1]}. "
+        f"Training budget: {last_value(args, 'train.time_budget')}.",
         flush=True,
     )
     t0 = time.perf_counter()
-    args = demo_args(sys.argv[1:])
     rc = cli_main(args)
     if rc != 0:
         return rc

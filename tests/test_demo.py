@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from dinolab.demo import DATA, demo_args, run_dir_of
+from dinolab.demo import DATA, DEMO_BUDGET, demo_args, last_value, run_dir_of
 
 
 def test_demo_uses_bundled_data_and_user_out_dir_wins():
@@ -9,6 +9,11 @@ def test_demo_uses_bundled_data_and_user_out_dir_wins():
     assert args[:2] == ["pretrain", str(DATA / "train")] and "train.epochs=1" in args
     assert run_dir_of(args).parent == Path("runs")
     assert run_dir_of(demo_args(["out_dir=elsewhere/x"])) == Path("elsewhere/x")
+
+
+def test_demo_reports_the_budget_the_run_uses():
+    assert last_value(demo_args([]), "train.time_budget") == DEMO_BUDGET
+    assert last_value(demo_args(["train.time_budget=30min"]), "train.time_budget") == "30min"
 
 
 def test_demo_picture_of_a_convolutional_teacher_is_its_pca(tmp_path, monkeypatch):
