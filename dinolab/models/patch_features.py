@@ -89,9 +89,10 @@ def patch_feature_map(
 
 
 def _stem_and_stages(model: nn.Module) -> tuple[Callable, list[nn.Module]] | None:
-    """(stem, stages) of a dinolab ResNet (`small_resnet` or a torchvision one), else None."""
-    if hasattr(model, "stem") and isinstance(getattr(model, "stages", None), nn.Sequential):
-        return model.stem, list(model.stages)
+    """(stem, stages) of a dinolab ResNet (`small_resnet`, `resnet*`: both expose `stem` and
+    their stages as `blocks`) or of a torchvision one (by its layer names), else None."""
+    if callable(getattr(model, "stem", None)) and getattr(model, "blocks", None):
+        return model.stem, list(model.blocks)
     names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
     if all(hasattr(model, n) for n in names):
         m = model

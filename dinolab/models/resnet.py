@@ -113,9 +113,13 @@ class ResNetBackbone(FeatureMapBackbone):
             net.layer4,
         )
 
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """What runs before the first stage (conv, BN, ReLU, max-pool)."""
+        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's output [B, C, H/32, W/32]."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.stem(x)
         for stage in self.blocks:
             x = stage(x)
         return x
