@@ -127,6 +127,7 @@ class Evaluator:
         t0 = time.perf_counter()
         kw = dict(
             image_size=self.cfg.eval.image_size,
+            resize_ratio=self.cfg.eval.resize_ratio,
             batch_size=self.cfg.eval.batch_size,
             num_workers=self.workers,
             device=self.device,
@@ -148,7 +149,9 @@ class Evaluator:
 
     def pixels(self, train_root: Path, test_root: Path, linear: bool = False) -> dict:
         t0 = time.perf_counter()
-        train, test = raw_pixel_features(train_root), raw_pixel_features(test_root)
+        ratio = self.cfg.eval.resize_ratio  # the backbones' view of each image
+        train = raw_pixel_features(train_root, 32, ratio)
+        test = raw_pixel_features(test_root, 32, ratio)
         out = scores(train, test, self.cfg.eval.temperature, linear)
         out.update(eval_seconds=round(time.perf_counter() - t0, 1))
         return out

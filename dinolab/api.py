@@ -124,6 +124,7 @@ def evaluate(
         "precision": precision,
         "mean": pre.mean,
         "std": pre.std,
+        "resize_ratio": pre.resize_ratio,
         "progress": progress,
     }
     size = image_size or pre.image_size

@@ -25,8 +25,6 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     rt = runtime(args)
     resolved = model_from_args(args)
-    from dinolab.models.preprocessing import preprocessing_of
-
     report = embed_images(
         resolved.model,
         args.images,
@@ -34,7 +32,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         image_size=args.image_size or resolved.image_size,
         mean=resolved.mean,
         std=resolved.std,
-        resize_ratio=preprocessing_of(resolved.model).resize_ratio,
+        resize_ratio=resolved.resize_ratio,
         batch_size=args.batch_size,
         chunk_size=args.chunk_size,
         device=rt.device,

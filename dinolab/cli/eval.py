@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from dinolab.cli.options import add_model_args, add_runtime_args, model_from_args, runtime
+from dinolab.models.preprocessing import preprocessing_of
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -59,6 +60,13 @@ def _setup(args: argparse.Namespace) -> tuple:
     return resolved.model, args.image_size or resolved.image_size, out_dir, kwargs
 
 
+def _classification_setup(args: argparse.Namespace) -> tuple:
+    """`_setup` + the model's view of each image (resize ratio before the centre crop), which
+    the classification protocols share; retrieval, video and dense tasks have their own."""
+    backbone, size, out, kw = _setup(args)
+    return backbone, size, out, kw | {"resize_ratio": preprocessing_of(backbone).resize_ratio}
+
+
 def _finish(table: str, out_dir: Path, name: str) -> int:
     print(table)
     print(f"written to {out_dir / name}.json and {name}.md")
@@ -68,7 +76,7 @@ def _finish(table: str, out_dir: Path, name: str) -> int:
 def cmd_knn(args: argparse.Namespace) -> int:
     from dinolab.eval.knn import knn_table, run_knn
 
-    backbone, size, out, kw = _setup(args)
+    backbone, size, out, kw = _classification_setup(args)
     result = run_knn(
         backbone, args.train, args.val, size, args.k, args.temperature, out_dir=out, **kw
     )
@@ -78,7 +86,7 @@ def cmd_knn(args: argparse.Namespace) -> int:
 def cmd_fewshot(args: argparse.Namespace) -> int:
     from dinolab.eval.fewshot import fewshot_table, run_fewshot
 
-    backbone, size, out, kw = _setup(args)
+    backbone, size, out, kw = _classification_setup(args)
     result = run_fewshot(
         backbone,
         args.train,
@@ -100,7 +108,7 @@ def cmd_linear(args: argparse.Namespace) -> int:
     from dinolab.eval.linear_heads import Variant
 
     variants = [Variant.parse(v) for v in args.variants] if args.variants else None
-    backbone, size, out, kw = _setup(args)
+    backbone, size, out, kw = _classification_setup(args)
     result = run_linear(
         backbone,
         args.train,
@@ -125,7 +133,7 @@ def cmd_logreg(args: argparse.Namespace) -> int:
     from dinolab.eval.logreg import DEFAULT_CS, logreg_table, run_logreg
 
     v = Variant.parse(args.variant)
-    backbone, size, out, kw = _setup(args)
+    backbone, size, out, kw = _classification_setup(args)
     result = run_logreg(
         backbone,
         args.train,

@@ -109,6 +109,7 @@ class ResolvedModel:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     image_size: int  # the size it was trained / evaluated at (224 for published models)
+    resize_ratio: float  # resized to image_size * resize_ratio, then centre-cropped
     run_dir: Path | None  # the run it belongs to (results go there by default)
     name: str
 
@@ -154,7 +155,7 @@ def resolve_model(
 
 def _resolved(model: nn.Module, run_dir: Path | None, name: str) -> ResolvedModel:
     pre = preprocessing_of(model)
-    return ResolvedModel(model, pre.mean, pre.std, pre.image_size, run_dir, name)
+    return ResolvedModel(model, pre.mean, pre.std, pre.image_size, pre.resize_ratio, run_dir, name)
 
 
 def _from_run_checkpoint(path: Path, cfg, which: str, with_head: bool) -> nn.Module:

@@ -232,6 +232,10 @@ class EvalConfig:
     k: list[int] = field(default_factory=lambda: [10, 20, 100, 200])
     temperature: float = 0.07
     image_size: int = 0  # 0: data.global_size
+    # The shorter side is resized to image_size * resize_ratio, then centre-cropped: ImageNet's
+    # 256 / 224 by default; 1.0 keeps the whole frame, as small whole-object photos are trained
+    # (near-full crops) and as the raw-pixel baseline sees them.
+    resize_ratio: float = 256 / 224
     batch_size: int = 128
     every_epochs: int = 0  # online k-NN every N epochs during pretraining (0 = only at the end)
     student: bool = False  # also measure the student in the online k-NN

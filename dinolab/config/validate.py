@@ -35,6 +35,7 @@ AT_LEAST = {  # key -> smallest valid value
     "train.global_batch_size": 0,
     "data.num_local_crops": 0,
     "model.patch_size": 1,
+    "eval.resize_ratio": 1.0,  # below 1 the centre crop would be larger than the resized image
 }
 
 

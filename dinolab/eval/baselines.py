@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from dinolab.config.schema import Config
+from dinolab.data.augment import EvalTransform
 from dinolab.data.datasets import LabeledImageFolder
 from dinolab.eval.features import extract_features, same_class_folders
 from dinolab.eval.knn import knn_classify
@@ -20,16 +21,19 @@ from dinolab.eval.logreg import logreg_holdout
 from dinolab.models.build import build_backbone
 
 
-def raw_pixel_features(root: str | Path, size: int = 32) -> dict:
-    """Pixels at size x size, flattened, per-image mean-centred and L2-normalised."""
+def raw_pixel_features(root: str | Path, size: int = 32, resize_ratio: float = 1.0) -> dict:
+    """Pixels at size x size, flattened, per-image mean-centred and L2-normalised.
+
+    The view is the backbones' (`EvalTransform`: shorter side to size * resize_ratio, centre
+    crop), so a baseline and a network compared side by side see the same part of each photo.
+    """
     ds = LabeledImageFolder(root)
+    resize, crop = EvalTransform(size, resize_ratio).transforms[:2]
     pixels = np.empty((len(ds), size * size * 3), dtype=np.float32)
     for i, path in enumerate(ds.paths):
         with Image.open(path) as img:
-            img = img.convert("RGB")
-            if img.size != (size, size):
-                img = img.resize((size, size), Image.BICUBIC)
-            pixels[i] = np.asarray(img, dtype=np.float32).reshape(-1)
+            view = crop(resize(img.convert("RGB")))
+            pixels[i] = np.asarray(view, dtype=np.float32).reshape(-1)
     feats = torch.from_numpy(pixels)
     feats = torch.nn.functional.normalize(feats - feats.mean(dim=1, keepdim=True), dim=1)
     return {"features": feats, "labels": torch.tensor(ds.targets), "classes": ds.classes}
@@ -78,11 +82,13 @@ def compare_with_baselines(
     k: int = 20,
     **feature_kwargs,
 ) -> dict[str, dict]:
-    """{"raw pixels": scores, "random init": scores, "trained": scores} on the same split."""
+    """{"raw pixels": scores, "random init": scores, "trained": scores} on the same split, each
+    seeing the same view of every photo (`eval.resize_ratio`)."""
     same_class_folders(train_root, val_root)
     kw = (
         dict(
             image_size=cfg.eval.image_size,
+            resize_ratio=cfg.eval.resize_ratio,
             mean=tuple(cfg.data.mean),
             std=tuple(cfg.data.std),
             precision=cfg.train.precision,
@@ -91,7 +97,8 @@ def compare_with_baselines(
     )
 
     t = cfg.eval.temperature
-    pixels = (raw_pixel_features(train_root), raw_pixel_features(val_root))
+    ratio = kw["resize_ratio"]
+    pixels = (raw_pixel_features(train_root, 32, ratio), raw_pixel_features(val_root, 32, ratio))
     random_init = random_init_backbone(cfg)
     return {
         "raw pixels": probe_scores(*pixels, k, t),

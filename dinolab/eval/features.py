@@ -125,16 +125,18 @@ def extract_features(
     avgpool: bool = False,
     cache_dir: str | Path | None = None,
     indices: Sequence[int] | None = None,
+    resize_ratio: float = 256 / 224,
 ) -> dict:
     """Raw float32 features (see the layout above) and labels of every readable image.
 
     With `cache_dir`, rows are written to a memmap there and reused when the backbone weights,
     the files (names, mtimes, sizes), the transform, the precision and the variant all match;
-    the returned tensor is then backed by the file. `indices` restricts to a subset.
+    the returned tensor is then backed by the file. `indices` restricts to a subset. Images
+    are seen as `EvalTransform(image_size, resize_ratio)` shows them (1.0: the whole frame).
     """
     device = torch.device(device)
     precision, _ = resolve_precision(precision, device)  # the cache key holds the resolved one
-    transform = EvalTransform(image_size, mean=mean, std=std)
+    transform = EvalTransform(image_size, resize_ratio, mean=mean, std=std)
     dataset = labelled_folder(root, transform)
     classes = list(dataset.classes)
     subset = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
@@ -148,7 +150,7 @@ def extract_features(
                     [dataset.paths[i] for i in subset], [dataset.targets[i] for i in subset]
                 ),
                 "classes": classes,
-                "transform": [image_size, list(mean), list(std)],
+                "transform": [image_size, list(mean), list(std), resize_ratio],
                 "precision": precision,
                 **layout,
             }

@@ -48,6 +48,7 @@ class OnlineKNN:
         self.every = int(getattr(eval_cfg, "every_epochs", 0))
         self.with_student = bool(getattr(eval_cfg, "student", False))
         self.image_size = eval_cfg.image_size  # resolved by the Config (0 = data.global_size)
+        self.resize_ratio = float(getattr(eval_cfg, "resize_ratio", 256 / 224))
         self.mean, self.std = list(data_cfg.mean), list(data_cfg.std)
         self.num_workers = min(num_workers, 2)
         self.enabled = self.every > 0 and bool(eval_cfg.train and eval_cfg.val)
@@ -64,7 +65,7 @@ class OnlineKNN:
         if split not in self._images:
             root = getattr(self.cfg, split)
             limit = int(getattr(self.cfg, f"max_{split}_images", 0))
-            resize_crop = EvalTransform(self.image_size).transforms[:2]
+            resize_crop = EvalTransform(self.image_size, self.resize_ratio).transforms[:2]
             ds = labelled_folder(root, T.Compose([*resize_crop, T.PILToTensor()]))
             loader = DataLoader(
                 Subset(ds, _subset(len(ds), limit)),

@@ -38,9 +38,10 @@ class Preprocessing:
 
     @classmethod
     def from_config(cls, cfg: Config) -> Preprocessing:
-        """A run's: its data.mean / data.std at its evaluation size."""
+        """A run's: its data.mean / data.std at its evaluation size and view."""
         size = cfg.eval.image_size or cfg.data.global_size
-        return cls(tuple(map(float, cfg.data.mean)), tuple(map(float, cfg.data.std)), int(size))
+        mean, std = tuple(map(float, cfg.data.mean)), tuple(map(float, cfg.data.std))
+        return cls(mean, std, int(size), float(cfg.eval.resize_ratio))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -179,3 +179,25 @@ def test_hub_name_without_internet_is_one_sentence(folders, tmp_path, monkeypatc
     assert "dino_deitsmall16_pretrain.pth" in err and "--weights" in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "runs").exists()  # nothing written before the model loaded
+
+
+def test_classification_protocols_see_the_runs_view(folders, tmp_path, monkeypatch):
+    import dinolab.eval.knn
+    from dinolab.config.loader import load_config, save_config
+    from dinolab.run_dir import export_teacher
+    from tests.eval.conftest import TINY_MODEL, tiny_vit
+
+    run = tmp_path / "whole_frame_run"
+    run.mkdir()
+    overrides = [f"model.{k}={v}" for k, v in TINY_MODEL.items()]
+    cfg = load_config(overrides=[*overrides, "data.global_size=32", "eval.resize_ratio=1.0"])
+    save_config(cfg, run / "config.yaml")
+    export_teacher(tiny_vit(), cfg, run)
+    seen, extract = [], dinolab.eval.knn.extract_features
+    monkeypatch.setattr(
+        dinolab.eval.knn,
+        "extract_features",
+        lambda *a, **kw: seen.append(kw["resize_ratio"]) or extract(*a, **kw),
+    )
+    assert run_cli(["eval", "knn", *common(run, folders, "--k", "3", "--no-cache")]) == 0
+    assert seen == [1.0, 1.0]  # memory bank and queries, as the run was evaluated in training

@@ -22,6 +22,7 @@ VIT8 = ["model.arch=vit_tiny", "model.patch_size=8", "data.global_size=32", "dat
         (["train.max_steps=-1"], "train.max_steps=-1 must be at least 0."),
         (["train.checkpoint_every_epochs=0"], "train.checkpoint_every_epochs=0 must be at least 1"),
         (["model.interpolate_offset=1.1"], "model.interpolate_offset=1.1 must be in"),
+        (["eval.resize_ratio=0.9"], "eval.resize_ratio=0.9 must be at least 1.0."),
         (["model.interpolate_offset=-0.1"], "model.interpolate_offset=-0.1 must be in"),
         (["train.teacher_update=momentum"], "train.teacher_update='momentum' is unknown; use one "
          "of ema, student_copy, prev_iter, prev_epoch."),

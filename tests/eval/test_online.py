@@ -1,6 +1,7 @@
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from dinolab.config.schema import DataConfig, EvalConfig
 from dinolab.eval.online import OnlineKNN
@@ -36,3 +37,15 @@ def test_online_knn_checks_folders_when_built(folders):
         OnlineKNN(eval_cfg(folders), DataConfig(), "cpu", "fp32")
     off = OnlineKNN(SimpleNamespace(**vars(EvalConfig())), DataConfig(), "cpu", "fp32")
     assert not off.due(10)
+
+
+def test_online_knn_sees_the_configured_view(folders):
+    data = DataConfig(global_size=32, num_workers=0)
+    whole = OnlineKNN(eval_cfg(folders, resize_ratio=1.0), data, "cpu", "fp32")
+    centre = OnlineKNN(eval_cfg(folders, resize_ratio=2.0), data, "cpu", "fp32")
+    a, b = whole._decoded("val")[0], centre._decoded("val")[0]
+    assert a.shape == b.shape == (6, 3, 32, 32)
+    # The 2x crop is the middle of the whole frame, enlarged: its centre pixels are close to
+    # the whole frame's middle ones, and the two views differ.
+    assert not torch.equal(a, b)
+    assert (a[..., 12:20, 12:20].float().mean() - b[..., 8:24, 8:24].float().mean()).abs() < 8

@@ -113,3 +113,13 @@ def test_cli_extract_of_a_lone_export_uses_its_record(cifar_run, tmp_path, capsy
     assert main(["extract", str(alone), str(images), "--out", str(tmp_path / "p.csv"),
                  "--patch-tokens"]) == 2  # fmt: skip
     assert "CSV holds one row of numbers per image" in capsys.readouterr().err
+
+
+def test_a_whole_frame_run_records_its_view(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    overrides = [f"model.{k}={v}" for k, v in TINY_MODEL.items()]
+    cfg = load_config(overrides=[*overrides, "data.global_size=32", "eval.resize_ratio=1.0"])
+    export_teacher(tiny_vit(), cfg, run)
+    assert preprocessing_of(load_backbone(run / "teacher_backbone.safetensors")).resize_ratio == 1.0
+    assert load_config("cpu_fast").eval.resize_ratio == 1.0  # the 32 px presets keep the frame
