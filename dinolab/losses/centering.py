@@ -18,6 +18,8 @@ losses that holds it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -128,6 +130,7 @@ class CenteredLoss(nn.Module):
         # batch_softmax = one Sinkhorn-Knopp iteration (see the module docstring)
         self.sinkhorn_iterations = 1 if centering == "batch_softmax" else sinkhorn_iterations
         self.centering = build_center(centering, out_dim, center_momentum)
+        self._reused: dict | None = None  # see reuse_targets
 
     @property
     def center(self) -> Tensor | None:
@@ -137,9 +140,26 @@ class CenteredLoss(nn.Module):
     def teacher_probs(self, teacher_logits: Tensor, teacher_temp: float) -> Tensor:
         """Teacher targets [rows, K] (each row sums to 1), float32, no gradient, using the
         current centre."""
-        return teacher_targets(
+        key = (id(teacher_logits), teacher_temp)
+        if self._reused is not None and key in self._reused:
+            return self._reused[key][1]
+        probs = teacher_targets(
             self.centering, teacher_logits, teacher_temp, self.sinkhorn_iterations
         )
+        if self._reused is not None:  # the logits are held too, so their id stays theirs
+            self._reused[key] = (teacher_logits, probs)
+        return probs
+
+    @contextmanager
+    def reuse_targets(self) -> Iterator[None]:
+        """Within it, the targets of one teacher logits tensor at one temperature are computed
+        once (Sinkhorn-Knopp included): for several students learning from one teacher
+        forward, whose losses leave the centre alone until the last (`update_center`)."""
+        self._reused = {}
+        try:
+            yield
+        finally:
+            self._reused = None
 
 
 def _logsumexp_over_samples(x: Tensor) -> Tensor:

@@ -5,10 +5,12 @@ distillation of DINOv3), on one process, in recipe mode.
 optionally `:KEY=VALUE` for the keys a student may set (`STUDENT_KEYS`; unset, the arch's own
 sizes); every other `model.*` key (patch size, image size, ...) is shared by all students.
 Per step the frozen teacher runs once (`DistillMetaArch._targets`: its DINO logits, the sampled
-iBOT positions and their logits) and every student learns from those same targets. Each student
-has fresh heads with the teacher's prototype counts and a spare EMA; `student` and `teacher`
-are `StudentSet`s, so the checkpoint holds `student.NAME.*` and `teacher.NAME.*`, the EMA
-updates every student at each step, and one AdamW holds each student's own param groups
+iBOT positions and their logits), its target distributions (Sinkhorn-Knopp or centring) are
+computed once (`CenteredLoss.reuse_targets`), and every student learns from those same
+targets. Each student has fresh heads with the teacher's prototype counts and a spare EMA;
+`student` and `teacher` are `StudentSet`s, so the checkpoint holds `student.NAME.*` and
+`teacher.NAME.*`, the EMA updates every student at each step, and one AdamW holds each
+student's own param groups
 (`optim.param_groups`) and clips per student (`optim.clip_units`): AdamW and both clipping
 rules act per parameter, group or module, never across students, so this is each student's
 own optimizer. All students follow the same lr / wd / momentum / temperature schedules; the
@@ -21,6 +23,7 @@ teacher_backbone.safetensors), which every eval, viz and export command reads.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import json
@@ -172,16 +175,20 @@ class MultiDistillMetaArch(DistillMetaArch):
         total: Tensor | float = 0.0
         out: dict[str, Tensor] = {}
         last = len(self.student) - 1
-        for i, (name, net) in enumerate(self.student.items()):
-            # the EMA centres (centering=ema) move once per step, after the last student
-            loss, parts = self._student_loss(net, targets, teacher_temp, update_center=i == last)
-            total = total + loss
-            out[f"loss/{name}"] = loss.detach()
-            for key, value in parts.items():
-                if key not in TEACHER_SIDE:
-                    out[f"{key}/{name}"] = value
-                elif i == 0:
-                    out[key] = value
+        with contextlib.ExitStack() as reuse:  # the teacher's targets: once for all students
+            for loss_fn in (self.dino_loss, getattr(self, "ibot_loss", None)):
+                if loss_fn is not None:
+                    reuse.enter_context(loss_fn.reuse_targets())
+            for i, (name, net) in enumerate(self.student.items()):
+                # the EMA centres (centering=ema) move once per step, after the last student
+                loss, parts = self._student_loss(net, targets, teacher_temp, i == last)
+                total = total + loss
+                out[f"loss/{name}"] = loss.detach()
+                for key, value in parts.items():
+                    if key not in TEACHER_SIDE:
+                        out[f"{key}/{name}"] = value
+                    elif i == 0:
+                        out[key] = value
         out["loss"] = total
         return out
 

@@ -141,3 +141,19 @@ def test_batch_softmax_is_a_softmax_over_the_batch_then_rows_normalised():
     got = loss.teacher_probs(t, 0.1)
     assert torch.allclose(got.double(), expected, atol=1e-6)
     assert torch.allclose(got.sum(dim=1), torch.ones(6), atol=1e-6)
+
+
+@pytest.mark.parametrize("centering", ["sinkhorn", "ema"])
+def test_reuse_targets_computes_each_teacher_output_once(centering):
+    from dinolab.losses.centering import CenteredLoss
+
+    loss = CenteredLoss(8, centering=centering)
+    a, b = torch.randn(6, 8), torch.randn(6, 8)
+    outside = loss.teacher_probs(a, 0.04)
+    with loss.reuse_targets():
+        first = loss.teacher_probs(a, 0.04)
+        assert loss.teacher_probs(a, 0.04) is first  # the same logits: no second Sinkhorn
+        assert torch.equal(first, outside)  # and the same values as without reuse
+        assert loss.teacher_probs(a, 0.07) is not first  # another temperature, other targets
+        assert torch.equal(loss.teacher_probs(b, 0.04), loss.teacher_probs(b.clone(), 0.04))
+    assert loss.teacher_probs(a, 0.04) is not first  # nothing is kept after the block

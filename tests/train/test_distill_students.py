@@ -13,6 +13,7 @@ import torch
 
 from dinolab.cli import main
 from dinolab.config.loader import ConfigError
+from dinolab.losses import centering
 from dinolab.run_dir import load_checkpoint, load_run_backbone
 from dinolab.train.distill import prepare_distill_config
 from dinolab.train.distill_run import distill
@@ -51,7 +52,7 @@ def _trainer(setup, run, **kw) -> Trainer:
     return Trainer(prepare_distill_config(student_config(data, run, teacher, **kw)))
 
 
-def test_two_students_share_one_teacher_forward_per_step(setup, tmp_path):
+def test_two_students_share_one_teacher_forward_per_step(setup, tmp_path, monkeypatch):
     trainer = _trainer(setup, tmp_path / "run", **TWO_VITS)  # iBOT on: positions shared too
     model, frozen = trainer.model, trainer.model.frozen
     assert list(model.student) == ["vit_tiny_embed_dim_24_depth_2_num_heads_2",
@@ -69,6 +70,11 @@ def test_two_students_share_one_teacher_forward_per_step(setup, tmp_path):
     frozen.ibot_head.register_forward_hook(
         lambda *a: calls.__setitem__("ibot_head", calls["ibot_head"] + 1)
     )
+    targets_made = []
+    real_targets = centering.teacher_targets
+    monkeypatch.setattr(
+        centering, "teacher_targets", lambda *a: targets_made.append(1) or real_targets(*a)
+    )
     teacher_before = copy.deepcopy(frozen.state_dict())
     students_before = copy.deepcopy(model.student.state_dict())
     batches = iter(trainer.loader)
@@ -77,6 +83,7 @@ def test_two_students_share_one_teacher_forward_per_step(setup, tmp_path):
         trainer.global_step += 1
     trainer.close()
     assert calls == {"forward": 2, "backbone": 2, "dino_head": 2, "ibot_head": 2}
+    assert len(targets_made) == 2 * 2  # DINO and iBOT targets once per step, not per student
     for k, v in frozen.state_dict().items():  # the teacher is untouched
         assert torch.equal(v, teacher_before[k]), k
     assert all(p.grad is None for p in frozen.parameters())
