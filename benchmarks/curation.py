@@ -198,7 +198,9 @@ def bench_training(
 ) -> dict:
     """Equal-time pretraining on the random and the curated subset, scored on balanced data."""
     mean, std = [0.4914, 0.4822, 0.4465], [0.247, 0.243, 0.261]
-    kw = dict(image_size=32, mean=tuple(mean), std=tuple(std), progress=False, num_workers=0)
+    # the whole 32 px frame, the view raw pixels get below (eval.resize_ratio=1.0)
+    kw = dict(image_size=32, resize_ratio=1.0, mean=tuple(mean), std=tuple(std), progress=False,
+              num_workers=0)  # fmt: skip
     rows = {}
     for name in ("random", "levels 100,10 + resampling"):
         run = out / ("train_" + name.split()[0].replace(",", ""))

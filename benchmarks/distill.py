@@ -150,7 +150,9 @@ def main() -> None:
         bank = class_subset(bank, out / "eval_train", args.eval_per_class)
     rows: dict = {}
     for name, ((net, run_cfg), seconds) in nets.items():
-        kw = dict(image_size=32, mean=tuple(run_cfg.data.mean), std=tuple(run_cfg.data.std))
+        # the whole 32 px frame, the view raw pixels get below (eval.resize_ratio=1.0)
+        kw = dict(image_size=32, resize_ratio=1.0, mean=tuple(run_cfg.data.mean),
+                  std=tuple(run_cfg.data.std))  # fmt: skip
         rows[name] = backbone_scores(net, bank, data / "test", progress=False, num_workers=0, **kw)
         rows[name]["params"] = f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f}M"
         rows[name]["train_s"] = seconds

@@ -44,6 +44,7 @@ def teacher_knn(backbone, data: Path, cfg) -> float:
         str(data / "validation"),
         cfg.data.global_size,
         ks=[20],
+        resize_ratio=cfg.eval.resize_ratio,
         progress=False,
         mean=tuple(cfg.data.mean),
         std=tuple(cfg.data.std),

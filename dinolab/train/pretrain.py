@@ -73,6 +73,7 @@ def evaluate_run_knn(trainer: Trainer, cfg: Config) -> dict:
         cfg.eval.train,
         cfg.eval.val,
         image_size=cfg.eval.image_size,
+        resize_ratio=cfg.eval.resize_ratio,
         ks=cfg.eval.k,
         temperature=cfg.eval.temperature,
         out_dir=cfg.out_dir,

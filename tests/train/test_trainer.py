@@ -172,6 +172,24 @@ def test_online_knn_is_logged_every_epoch(tmp_path):
     assert all(0.0 <= r["knn/student_k1_top1"] <= 100.0 for r in knn)
 
 
+def test_the_final_knn_sees_the_configured_view(tmp_path, monkeypatch):
+    import dinolab.eval.knn
+
+    for split, seed in (("train", 1), ("val", 2)):
+        for c in ("a", "b"):
+            make_images(tmp_path / split / c, n=6, seed=seed + ord(c))
+    seen, extract = [], dinolab.eval.knn.extract_features
+    monkeypatch.setattr(
+        dinolab.eval.knn,
+        "extract_features",
+        lambda *a, **kw: seen.append(kw["resize_ratio"]) or extract(*a, **kw),
+    )
+    views = {"eval.train": str(tmp_path / "train"), "eval.val": str(tmp_path / "val"),
+             "eval.k": "[1,3]", "eval.resize_ratio": 1.0, "train.epochs": 1}  # fmt: skip
+    summary = pretrain(tiny_config(tmp_path / "train", tmp_path / "run", **views))
+    assert seen == [1.0, 1.0] and summary["knn"]["scores"]  # memory bank and queries
+
+
 def test_precision_auto_is_resolved_logged_and_recorded(image_dir, tmp_path, monkeypatch):
     from dinolab import hardware
 
