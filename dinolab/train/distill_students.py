@@ -1,5 +1,5 @@
 """Several students from one teacher forward per step (`distill.students`; the multi-student
-distillation of DINOv3), on one process, in recipe mode.
+distillation of DINOv3), in recipe mode, on one process or many (torchrun: DDP).
 
 `distill.students=[vit_tiny, small_resnet:embed_dim=64:depth=1]`: each entry is an arch, then
 optionally `:KEY=VALUE` for the keys a student may set (`STUDENT_KEYS`; unset, the arch's own
@@ -150,11 +150,6 @@ class MultiDistillMetaArch(DistillMetaArch):
     """`student` and spare EMA `teacher`: StudentSets of the `distill.students` networks."""
 
     def __init__(self, cfg: Config, frozen: FrozenTeacher):
-        if dist.get_world_size() > 1:
-            raise ValueError(
-                "distill.students trains its students on one process: run it without torchrun "
-                "(or distil one student, model.*, on several)."
-            )
         self.models = student_models(cfg)
         DistillMetaArch.__init__(self, cfg, frozen)
 

@@ -45,3 +45,41 @@ def test_two_process_distillation_matches_one_process(runs):
     assert one.keys() == two.keys()
     for k in one:
         torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=2e-5, msg=k)
+
+
+# Two ViT students (no BatchNorm: its batch statistics are per process, as in any DDP run)
+TWO_STUDENTS = {"distill.students": "[vit_tiny:embed_dim=24:depth=2:num_heads=2, "
+                "vit_tiny:embed_dim=16:depth=1:num_heads=2]"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def student_runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("students_ddp")
+    data = make_images(tmp / "images", n=21)
+    teacher = make_teacher_run(data, tmp / "teacher", **DINO_ONLY)
+
+    def args(out):
+        return student_overrides(data, out, teacher, **{**DIST, **DINO_ONLY, **TWO_STUDENTS})
+
+    distill(load_config(overrides=args(tmp / "one")))
+    torchrun("-m", "dinolab", "distill", str(data), *args(tmp / "two"))
+    return tmp
+
+
+def test_two_students_on_two_processes_match_one_process(student_runs):
+    runs = student_runs
+    losses = {
+        n: [r["loss"] for r in read_metrics(runs / n / "metrics.jsonl") if "loss" in r]
+        for n in ("one", "two")
+    }
+    assert len(losses["one"]) == len(losses["two"]) == 6
+    torch.testing.assert_close(torch.tensor(losses["two"]), torch.tensor(losses["one"]))
+    one = load_checkpoint(runs / "one" / "checkpoint.pth")["model"]
+    two = load_checkpoint(runs / "two" / "checkpoint.pth")["model"]
+    assert one.keys() == two.keys()
+    assert any(k.startswith("student.vit_tiny_embed_dim_16") for k in one)  # both students
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=2e-5, msg=k)
+    for name in ("vit_tiny_embed_dim_24_depth_2_num_heads_2",
+                 "vit_tiny_embed_dim_16_depth_1_num_heads_2"):  # fmt: skip
+        assert (runs / "two" / "students" / name / "teacher_backbone.safetensors").is_file()
