@@ -122,4 +122,4 @@ def test_a_whole_frame_run_records_its_view(tmp_path):
     cfg = load_config(overrides=[*overrides, "data.global_size=32", "eval.resize_ratio=1.0"])
     export_teacher(tiny_vit(), cfg, run)
     assert preprocessing_of(load_backbone(run / "teacher_backbone.safetensors")).resize_ratio == 1.0
-    assert load_config("cpu_fast").eval.resize_ratio == 1.0  # the 32 px presets keep the frame
+    assert load_config("cpu_fast").eval.resize_ratio == 1.0  # the CPU recipe keeps the frame
