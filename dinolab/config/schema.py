@@ -233,8 +233,8 @@ class EvalConfig:
     temperature: float = 0.07
     image_size: int = 0  # 0: data.global_size
     # The shorter side is resized to image_size * resize_ratio, then centre-cropped: ImageNet's
-    # 256 / 224 by default; 1.0 keeps the whole frame, as small whole-object photos are trained
-    # (near-full crops) and as the raw-pixel baseline sees them.
+    # 256 / 224 by default; 1.0 keeps the whole frame (`cpu_fast`, which trains on near-full
+    # crops of whole objects). The raw-pixel baseline gets the same view.
     resize_ratio: float = 256 / 224
     batch_size: int = 128
     every_epochs: int = 0  # online k-NN every N epochs during pretraining (0 = only at the end)

@@ -122,6 +122,8 @@ def run_knn(
         "val": str(val_root),
         "n_train": len(train["labels"]),
         "n_val": len(val["labels"]),
+        "image_size": image_size,  # and the view: resized to image_size * ratio, centre crop
+        "resize_ratio": feature_kwargs.get("resize_ratio", 256 / 224),
         "temperature": temperature,
         "knn_seconds": round(time.perf_counter() - t0, 3),
         "scores": {str(k): v for k, v in scores.items()},

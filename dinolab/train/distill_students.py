@@ -10,11 +10,11 @@ computed once (`CenteredLoss.reuse_targets`), and every student learns from thos
 targets. Each student has fresh heads with the teacher's prototype counts and a spare EMA;
 `student` and `teacher` are `StudentSet`s, so the checkpoint holds `student.NAME.*` and
 `teacher.NAME.*`, the EMA updates every student at each step, and one AdamW holds each
-student's own param groups
-(`optim.param_groups`) and clips per student (`optim.clip_units`): AdamW and both clipping
-rules act per parameter, group or module, never across students, so this is each student's
-own optimizer. All students follow the same lr / wd / momentum / temperature schedules; the
-summed loss back-propagates each student's own loss into its own parameters only.
+student's own param groups (`optim.param_groups`) and clips per student (`optim.clip_units`):
+AdamW and both clipping rules act per parameter, group or module, never across students, so
+this is each student's own optimizer. All students follow the same lr / wd / momentum /
+temperature schedules; the summed loss back-propagates each student's own loss into its own
+parameters only.
 A run's `model.*` becomes the first student (its checkpoint, export, online k-NN and pictures
 are the first student's, as for one student); after the run every student's EMA backbone is
 exported as a run directory of its own, `out_dir/students/NAME/` (config.yaml +

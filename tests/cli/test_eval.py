@@ -201,3 +201,5 @@ def test_classification_protocols_see_the_runs_view(folders, tmp_path, monkeypat
     )
     assert run_cli(["eval", "knn", *common(run, folders, "--k", "3", "--no-cache")]) == 0
     assert seen == [1.0, 1.0]  # memory bank and queries, as the run was evaluated in training
+    result = json.loads((run / "knn.json").read_text())
+    assert result["image_size"] == 32 and result["resize_ratio"] == 1.0  # the view is recorded
