@@ -41,12 +41,20 @@ def blocks_of(backbone: nn.Module) -> list[nn.Module]:
     return list(getattr(backbone, "blocks", ()))
 
 
+# oneDNN limited to AVX2 (torch 2.14.1) corrupts the heap in the backward of an NHWC 1x1
+# stride-2 convolution with 4 input channels (a small_resnet shortcut at embed_dim 32); 8 and
+# more are fine, and NCHW is: such narrow nets stay NCHW (benchmarks/RESULTS.md, eighth session).
+NHWC_MIN_SMALL_RESNET_DIM = 64
+
+
 def uses_channels_last(cfg: Config) -> bool:
     """ResNets run faster with NHWC tensors (cuDNN and oneDNN; small_resnet, 2x48 + 4x24 crops,
     batch 64, bf16 on 2 AVX512-BF16 cores: 0.51 s per step NCHW, 0.41 s NHWC); ViTs patchify.
-    Not under FSDP2, which cannot shard NHWC (non-contiguous) weights."""
-    arch = cfg.model.arch
-    resnet = arch.startswith("resnet") or arch == "small_resnet"
+    Not under FSDP2, which cannot shard NHWC (non-contiguous) weights, nor for a small_resnet
+    narrower than `NHWC_MIN_SMALL_RESNET_DIM` (a oneDNN bug on AVX2 CPUs, above)."""
+    arch, dim = cfg.model.arch, cfg.model.embed_dim
+    too_narrow = arch == "small_resnet" and 0 < dim < NHWC_MIN_SMALL_RESNET_DIM
+    resnet = arch.startswith("resnet") or (arch == "small_resnet" and not too_narrow)
     return resnet and cfg.train.parallel != "fsdp"
 
 

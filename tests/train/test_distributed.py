@@ -211,3 +211,9 @@ def test_resnets_run_channels_last_except_under_fsdp():
     assert not uses_channels_last(cfg)
     cfg.model.arch, cfg.train.parallel = "vit_small", "ddp"
     assert not uses_channels_last(cfg)
+    # oneDNN on AVX2 corrupts the heap in an NHWC backward with 4-channel inputs: narrow
+    # small_resnets (widths from embed_dim / 8) stay NCHW
+    cfg.model.arch, cfg.model.embed_dim = "small_resnet", 32
+    assert not uses_channels_last(cfg)
+    cfg.model.embed_dim = 64
+    assert uses_channels_last(cfg)
