@@ -50,12 +50,23 @@ NHWC_MIN_SMALL_RESNET_DIM = 64
 def uses_channels_last(cfg: Config) -> bool:
     """ResNets run faster with NHWC tensors (cuDNN and oneDNN; small_resnet, 2x48 + 4x24 crops,
     batch 64, bf16 on 2 AVX512-BF16 cores: 0.51 s per step NCHW, 0.41 s NHWC); ViTs patchify.
-    Not under FSDP2, which cannot shard NHWC (non-contiguous) weights, nor for a small_resnet
+    Not under FSDP2, which cannot shard NHWC (non-contiguous) weights, nor when a small_resnet
+    of the run (`model.*` or any of `distill.students`, which share the input format) is
     narrower than `NHWC_MIN_SMALL_RESNET_DIM` (a oneDNN bug on AVX2 CPUs, above)."""
-    arch, dim = cfg.model.arch, cfg.model.embed_dim
-    too_narrow = arch == "small_resnet" and 0 < dim < NHWC_MIN_SMALL_RESNET_DIM
-    resnet = arch.startswith("resnet") or (arch == "small_resnet" and not too_narrow)
-    return resnet and cfg.train.parallel != "fsdp"
+    arch = cfg.model.arch
+    resnet = arch.startswith("resnet") or arch == "small_resnet"
+    return resnet and cfg.train.parallel != "fsdp" and not _narrow_small_resnet(cfg)
+
+
+def _narrow_small_resnet(cfg: Config) -> bool:
+    models = [cfg.model]
+    if cfg.distill.students:
+        from dinolab.train.distill_students import student_models
+
+        models += list(student_models(cfg).values())
+    return any(
+        m.arch == "small_resnet" and 0 < m.embed_dim < NHWC_MIN_SMALL_RESNET_DIM for m in models
+    )
 
 
 @contextlib.contextmanager

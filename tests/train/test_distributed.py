@@ -217,3 +217,5 @@ def test_resnets_run_channels_last_except_under_fsdp():
     assert not uses_channels_last(cfg)
     cfg.model.embed_dim = 64
     assert uses_channels_last(cfg)
+    cfg.distill.students = ["small_resnet:embed_dim=64", "small_resnet:embed_dim=16"]
+    assert not uses_channels_last(cfg)  # one input format for all students: the narrow one's
