@@ -14,7 +14,6 @@ import argparse
 from pathlib import Path
 
 from dinolab.cli.options import add_model_args, add_runtime_args, model_from_args, runtime
-from dinolab.models.preprocessing import preprocessing_of
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -40,8 +39,10 @@ def default_out_dir(spec: str, run_dir: Path | None) -> Path:
     return Path("runs") / f"eval-{spec}"
 
 
-def _setup(args: argparse.Namespace) -> tuple:
-    """(backbone, image_size, out_dir, feature kwargs) shared by every protocol."""
+def _setup(args: argparse.Namespace, with_view: bool = False) -> tuple:
+    """(backbone, image_size, out_dir, feature kwargs) shared by every protocol; `with_view`
+    adds the model's resize ratio before the centre crop, which the classification protocols
+    share (retrieval, video and dense tasks have views of their own)."""
     rt = runtime(args)
     resolved = model_from_args(args)
     out_dir = Path(args.out) if args.out else default_out_dir(args.model, resolved.run_dir)
@@ -57,14 +58,9 @@ def _setup(args: argparse.Namespace) -> tuple:
         "progress": rt.progress,
         "cache_dir": cache,
     }
+    if with_view:
+        kwargs["resize_ratio"] = resolved.resize_ratio
     return resolved.model, args.image_size or resolved.image_size, out_dir, kwargs
-
-
-def _classification_setup(args: argparse.Namespace) -> tuple:
-    """`_setup` + the model's view of each image (resize ratio before the centre crop), which
-    the classification protocols share; retrieval, video and dense tasks have their own."""
-    backbone, size, out, kw = _setup(args)
-    return backbone, size, out, kw | {"resize_ratio": preprocessing_of(backbone).resize_ratio}
 
 
 def _finish(table: str, out_dir: Path, name: str) -> int:
@@ -76,7 +72,7 @@ def _finish(table: str, out_dir: Path, name: str) -> int:
 def cmd_knn(args: argparse.Namespace) -> int:
     from dinolab.eval.knn import knn_table, run_knn
 
-    backbone, size, out, kw = _classification_setup(args)
+    backbone, size, out, kw = _setup(args, with_view=True)
     result = run_knn(
         backbone, args.train, args.val, size, args.k, args.temperature, out_dir=out, **kw
     )
@@ -86,7 +82,7 @@ def cmd_knn(args: argparse.Namespace) -> int:
 def cmd_fewshot(args: argparse.Namespace) -> int:
     from dinolab.eval.fewshot import fewshot_table, run_fewshot
 
-    backbone, size, out, kw = _classification_setup(args)
+    backbone, size, out, kw = _setup(args, with_view=True)
     result = run_fewshot(
         backbone,
         args.train,
@@ -108,7 +104,7 @@ def cmd_linear(args: argparse.Namespace) -> int:
     from dinolab.eval.linear_heads import Variant
 
     variants = [Variant.parse(v) for v in args.variants] if args.variants else None
-    backbone, size, out, kw = _classification_setup(args)
+    backbone, size, out, kw = _setup(args, with_view=True)
     result = run_linear(
         backbone,
         args.train,
@@ -133,7 +129,7 @@ def cmd_logreg(args: argparse.Namespace) -> int:
     from dinolab.eval.logreg import DEFAULT_CS, logreg_table, run_logreg
 
     v = Variant.parse(args.variant)
-    backbone, size, out, kw = _classification_setup(args)
+    backbone, size, out, kw = _setup(args, with_view=True)
     result = run_logreg(
         backbone,
         args.train,
