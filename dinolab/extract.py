@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from dinolab.data import EvalTransform, ImageDataset, build_dataset, collate_labeled
-from dinolab.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from dinolab.data.augment import IMAGENET_MEAN, IMAGENET_RESIZE_RATIO, IMAGENET_STD
 from dinolab.hardware import autocast, resolve_precision
 from dinolab.models.preprocessing import preprocessing_of
 
@@ -58,7 +58,7 @@ def image_transform(
     crop: bool = True,
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
-    resize_ratio: float = 256 / 224,
+    resize_ratio: float = IMAGENET_RESIZE_RATIO,
 ):
     """Resize (shorter side to size * resize_ratio) + centre crop, or a plain resize to size^2."""
     if crop:

@@ -235,7 +235,7 @@ class EvalConfig:
     # The shorter side is resized to image_size * resize_ratio, then centre-cropped: ImageNet's
     # 256 / 224 by default; 1.0 keeps the whole frame (`cpu_fast`, which trains on near-full
     # crops of whole objects). The raw-pixel baseline gets the same view.
-    resize_ratio: float = 256 / 224
+    resize_ratio: float = 256 / 224  # data.augment.IMAGENET_RESIZE_RATIO
     batch_size: int = 128
     every_epochs: int = 0  # online k-NN every N epochs during pretraining (0 = only at the end)
     student: bool = False  # also measure the student in the online k-NN

@@ -34,6 +34,7 @@ from dinolab.curate.store import (
     write_json,
 )
 from dinolab.data import ImageDataset, collate_labeled
+from dinolab.data.augment import IMAGENET_RESIZE_RATIO
 from dinolab.data.build import build_dataset
 from dinolab.eval.cache import backbone_fingerprint
 from dinolab.eval.descriptors import gem
@@ -117,7 +118,7 @@ def embed_images(
     mean: Sequence[float],
     std: Sequence[float],
     crop: bool = True,
-    resize_ratio: float = 256 / 224,
+    resize_ratio: float = IMAGENET_RESIZE_RATIO,
     batch_size: int = 64,
     chunk_size: int = 4096,
     device: str | torch.device = "cpu",

@@ -16,6 +16,8 @@ from torchvision import transforms as T
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# ImageNet's evaluation view: shorter side to 256 for a 224 centre crop (`EvalTransform`)
+IMAGENET_RESIZE_RATIO = 256 / 224
 BLUR_SIGMA = (0.1, 2.0)  # DINO's sigma range in pixels at its crop sizes (224 global, 96 local)
 REFERENCE_SIZE = {"global": 224, "local": 96}
 
@@ -163,7 +165,7 @@ class EvalTransform(T.Compose):
     def __init__(
         self,
         size: int = 224,
-        resize_ratio: float = 256 / 224,
+        resize_ratio: float = IMAGENET_RESIZE_RATIO,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:

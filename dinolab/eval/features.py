@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from dinolab.data import EvalTransform, LabeledImageFolder, collate_labeled
-from dinolab.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from dinolab.data.augment import IMAGENET_MEAN, IMAGENET_RESIZE_RATIO, IMAGENET_STD
 from dinolab.eval.cache import FeatureWriter, backbone_fingerprint, cache_key, files_fingerprint
 from dinolab.eval.cache import load_entry as load_cached
 from dinolab.hardware import autocast, resolve_precision
@@ -125,7 +125,7 @@ def extract_features(
     avgpool: bool = False,
     cache_dir: str | Path | None = None,
     indices: Sequence[int] | None = None,
-    resize_ratio: float = 256 / 224,
+    resize_ratio: float = IMAGENET_RESIZE_RATIO,
 ) -> dict:
     """Raw float32 features (see the layout above) and labels of every readable image.
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dinolab.data.augment import IMAGENET_RESIZE_RATIO
 from dinolab.eval.features import extract_features, same_class_folders
 from dinolab.eval.results import write_results
 
@@ -123,7 +124,7 @@ def run_knn(
         "n_train": len(train["labels"]),
         "n_val": len(val["labels"]),
         "image_size": image_size,  # and the view: resized to image_size * ratio, centre crop
-        "resize_ratio": feature_kwargs.get("resize_ratio", 256 / 224),
+        "resize_ratio": feature_kwargs.get("resize_ratio", IMAGENET_RESIZE_RATIO),
         "temperature": temperature,
         "knn_seconds": round(time.perf_counter() - t0, 3),
         "scores": {str(k): v for k, v in scores.items()},

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms as T
 
 from dinolab.data import EvalTransform, collate_labeled
+from dinolab.data.augment import IMAGENET_RESIZE_RATIO
 from dinolab.eval.features import backbone_tokens, labelled_folder, same_class_folders
 from dinolab.eval.knn import knn_classify
 from dinolab.hardware import autocast
@@ -48,7 +49,7 @@ class OnlineKNN:
         self.every = int(getattr(eval_cfg, "every_epochs", 0))
         self.with_student = bool(getattr(eval_cfg, "student", False))
         self.image_size = eval_cfg.image_size  # resolved by the Config (0 = data.global_size)
-        self.resize_ratio = float(getattr(eval_cfg, "resize_ratio", 256 / 224))
+        self.resize_ratio = float(getattr(eval_cfg, "resize_ratio", IMAGENET_RESIZE_RATIO))
         self.mean, self.std = list(data_cfg.mean), list(data_cfg.std)
         self.num_workers = min(num_workers, 2)
         self.enabled = self.every > 0 and bool(eval_cfg.train and eval_cfg.val)

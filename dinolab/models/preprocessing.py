@@ -20,7 +20,7 @@ from typing import Any
 from torch import nn
 
 from dinolab.config.schema import Config
-from dinolab.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from dinolab.data.augment import IMAGENET_MEAN, IMAGENET_RESIZE_RATIO, IMAGENET_STD
 
 METADATA_KEY = "preprocessing"
 __all__ = ["METADATA_KEY", "Preprocessing", "preprocessing_of", "set_preprocessing"]
@@ -34,7 +34,7 @@ class Preprocessing:
     mean: tuple[float, ...] = tuple(IMAGENET_MEAN)
     std: tuple[float, ...] = tuple(IMAGENET_STD)
     image_size: int = 224
-    resize_ratio: float = 256 / 224
+    resize_ratio: float = IMAGENET_RESIZE_RATIO
 
     @classmethod
     def from_config(cls, cfg: Config) -> Preprocessing:
@@ -76,7 +76,7 @@ class Preprocessing:
     @classmethod
     def from_hf_processor_config(cls, config: dict[str, Any]) -> Preprocessing:
         crop = config.get("crop_size", {}).get("height", 224)
-        shortest = config.get("size", {}).get("shortest_edge", round(crop * 256 / 224))
+        shortest = config.get("size", {}).get("shortest_edge", round(crop * IMAGENET_RESIZE_RATIO))
         return cls(
             tuple(config.get("image_mean", IMAGENET_MEAN)),
             tuple(config.get("image_std", IMAGENET_STD)),
