@@ -42,30 +42,29 @@ def blocks_of(backbone: nn.Module) -> list[nn.Module]:
 
 
 # oneDNN limited to AVX2 (torch 2.14.1) corrupts the heap in the backward of an NHWC 1x1
-# stride-2 convolution with 4 input channels (a small_resnet shortcut at embed_dim 32); 8 and
-# more are fine, and NCHW is: such narrow nets stay NCHW (benchmarks/RESULTS.md, eighth session).
-NHWC_MIN_SMALL_RESNET_DIM = 64
+# strided convolution with 4 input channels (a small_resnet shortcut at embed_dim 32); 8 and
+# more are fine, and NCHW is (benchmarks/RESULTS.md, eighth session).
+NHWC_MIN_CHANNELS = 8
 
 
-def uses_channels_last(cfg: Config) -> bool:
+def uses_channels_last(cfg: Config, model: nn.Module | None = None) -> bool:
     """ResNets run faster with NHWC tensors (cuDNN and oneDNN; small_resnet, 2x48 + 4x24 crops,
     batch 64, bf16 on 2 AVX512-BF16 cores: 0.51 s per step NCHW, 0.41 s NHWC); ViTs patchify.
-    Not under FSDP2, which cannot shard NHWC (non-contiguous) weights, nor when a small_resnet
-    of the run (`model.*` or any of `distill.students`, which share the input format) is
-    narrower than `NHWC_MIN_SMALL_RESNET_DIM` (a oneDNN bug on AVX2 CPUs, above)."""
+    Not under FSDP2, which cannot shard NHWC (non-contiguous) weights, nor when `model` (every
+    network the run holds: students of a multi-student run share one input format) has a
+    strided 1x1 convolution narrower than `NHWC_MIN_CHANNELS` (a oneDNN bug on AVX2, above)."""
     arch = cfg.model.arch
     resnet = arch.startswith("resnet") or arch == "small_resnet"
-    return resnet and cfg.train.parallel != "fsdp" and not _narrow_small_resnet(cfg)
+    return resnet and cfg.train.parallel != "fsdp" and (model is None or _nhwc_safe(model))
 
 
-def _narrow_small_resnet(cfg: Config) -> bool:
-    models = [cfg.model]
-    if cfg.distill.students:
-        from dinolab.train.distill_students import student_models
-
-        models += list(student_models(cfg).values())
-    return any(
-        m.arch == "small_resnet" and 0 < m.embed_dim < NHWC_MIN_SMALL_RESNET_DIM for m in models
+def _nhwc_safe(model: nn.Module) -> bool:
+    return not any(
+        isinstance(m, nn.Conv2d)
+        and m.kernel_size == (1, 1)
+        and m.stride != (1, 1)
+        and m.in_channels < NHWC_MIN_CHANNELS
+        for m in model.modules()
     )
 
 
@@ -121,7 +120,7 @@ def wrap(model: nn.Module, cfg: Config, device: torch.device, precision: str = "
         raise ValueError(
             f"train.parallel must be one of {', '.join(PARALLEL)}, not '{t.parallel}'."
         )
-    if uses_channels_last(cfg):
+    if uses_channels_last(cfg, model):
         model.to(memory_format=torch.channels_last)
     if t.activation_checkpointing:
         for net in networks(model.student):  # every student of a multi-student run

@@ -54,7 +54,7 @@ class TrainStep:
             torch.manual_seed(cfg.train.seed + 1_000_003 * dist.get_rank())
         self.runner = parallel.wrap(self.model, cfg, device, precision)
         self.sharded = parallel.is_sharded(self.model)
-        self.channels_last = parallel.uses_channels_last(cfg)
+        self.channels_last = parallel.uses_channels_last(cfg, self.model)
         # DINOv2 freezes the last layers by a zero lr (AdamW moments still accumulate); DINO
         # drops their gradients (moments untouched), as the two official trainers do.
         self.freeze_by_lr = uses_dinov2(cfg)

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from dinolab import distributed as dist
 from dinolab.config.loader import load_config
 from dinolab.config.schema import Config
+from dinolab.models.small_resnet import SmallResNet
 from dinolab.train.checkpoint import load_checkpoint
 from dinolab.train.monitor import read_metrics
 from dinolab.train.parallel import uses_channels_last
@@ -213,9 +215,8 @@ def test_resnets_run_channels_last_except_under_fsdp():
     assert not uses_channels_last(cfg)
     # oneDNN on AVX2 corrupts the heap in an NHWC backward with 4-channel inputs: narrow
     # small_resnets (widths from embed_dim / 8) stay NCHW
-    cfg.model.arch, cfg.model.embed_dim = "small_resnet", 32
-    assert not uses_channels_last(cfg)
-    cfg.model.embed_dim = 64
-    assert uses_channels_last(cfg)
-    cfg.distill.students = ["small_resnet:embed_dim=64", "small_resnet:embed_dim=16"]
-    assert not uses_channels_last(cfg)  # one input format for all students: the narrow one's
+    cfg.model.arch = "small_resnet"
+    assert not uses_channels_last(cfg, SmallResNet(32))
+    assert uses_channels_last(cfg, SmallResNet(64))
+    students = nn.ModuleDict({"wide": SmallResNet(64), "narrow": SmallResNet(16)})
+    assert not uses_channels_last(cfg, students)  # one input format for all: the narrow one's
